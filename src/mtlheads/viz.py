@@ -1,0 +1,97 @@
+"""Every figure of the book, with one look: one figure width, one font size, one colour-blind-safe
+colormap (cividis) and palette, layer/head axes named "layer" and "head" (0-based, as in the code).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from nltk import Tree
+
+FIGSIZE = (8.0, 3.2)
+CMAP = "cividis"
+PALETTE = "colorblind"
+
+
+def setup() -> None:
+    """Apply the book's look to matplotlib and seaborn."""
+    sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE, font_scale=0.9)
+    plt.rcParams.update({"figure.figsize": FIGSIZE, "figure.dpi": 110, "savefig.bbox": "tight",
+                         "image.cmap": CMAP, "axes.titlesize": 10})
+
+
+def subplots(ncols: int = 1, nrows: int = 1, height: float | None = None, **kwargs):
+    width, h = FIGSIZE
+    return plt.subplots(nrows, ncols, figsize=(width, height or h * nrows), squeeze=False, **kwargs)
+
+
+def label_bars(counts: Counter, ax, top: int = 20, title: str = "") -> None:
+    """Horizontal bars of the most frequent labels, as a share of all items."""
+    total = sum(counts.values())
+    labels, values = zip(*counts.most_common(top)) if counts else ((), ())
+    ax.barh(range(len(labels)), [100 * v / total for v in values], color=sns.color_palette(PALETTE)[0])
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("% of items")
+    ax.set_title(f"{title} ({len(counts)} labels)" if title else f"{len(counts)} labels")
+
+
+def task_label_grid(counts_per_task: dict[str, Counter], top: int = 15):
+    """One bar chart of label frequencies per task, side by side."""
+    fig, axes = subplots(ncols=len(counts_per_task), height=4.2)
+    for ax, (task, counts) in zip(axes[0], counts_per_task.items()):
+        label_bars(counts, ax, top=top, title=task.upper())
+    fig.tight_layout()
+    return fig
+
+
+def length_histograms(series: dict[str, np.ndarray], xlabel: str, ax, bins: int = 40, clip: int | None = None) -> None:
+    """Overlaid normalised histograms, one per named series (e.g. per split)."""
+    for name, values in series.items():
+        values = np.minimum(values, clip) if clip else values
+        ax.hist(values, bins=bins, density=True, histtype="step", linewidth=1.5, label=name)
+    ax.set_xlabel(xlabel + (f" (clipped at {clip})" if clip else ""))
+    ax.set_ylabel("density")
+    ax.legend(frameon=False)
+
+
+def head_heatmap(values: np.ndarray, ax, title: str = "", vmin: float | None = None, vmax: float | None = None,
+                 annotate: bool = False, cbar: bool = True):
+    """A (layers, heads) map: rows are layers, columns are heads, both 0-based."""
+    sns.heatmap(values, ax=ax, cmap=CMAP, vmin=vmin, vmax=vmax, annot=annotate, fmt=".2f", cbar=cbar,
+                square=True, linewidths=0.3, annot_kws={"fontsize": 6})
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title)
+    return ax
+
+
+def draw_tree(tree: str | Tree, ax, words: Sequence[str] | None = None) -> None:
+    """Draw a constituency tree: leaves on the bottom row in order, each phrase above its children."""
+    tree = Tree.fromstring(tree) if isinstance(tree, str) else tree
+    leaves = list(words) if words is not None else tree.leaves()
+    depth = tree.height()
+    counter = iter(range(len(leaves)))
+
+    def place(node, level: int) -> float:
+        if isinstance(node, str):
+            x = next(counter)
+            ax.text(x, -depth, leaves[x], ha="center", va="top", rotation=45, fontsize=8)
+            return x
+        xs = [place(child, level + 1) for child in node]
+        x = float(np.mean(xs))
+        for child, cx in zip(node, xs):
+            child_y = -depth + 0.15 if isinstance(child, str) else -(level + 1)
+            ax.plot([x, cx], [-level - 0.15, child_y + 0.15], color="0.6", linewidth=0.8)
+        ax.text(x, -level, node.label(), ha="center", va="center", fontsize=8,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "0.7", "lw": 0.5})
+        return x
+
+    place(tree, 0)
+    ax.set_xlim(-1, len(leaves))
+    ax.set_ylim(-depth - 1.8, 0.6)
+    ax.axis("off")

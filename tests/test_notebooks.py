@@ -1,0 +1,63 @@
+"""Every chapter in _toc.yml runs at the smoke profile, and what it glues is sane."""
+
+import json
+import math
+import re
+
+import pytest
+
+from mtlheads.bookrun import ROOT, chapter_notebooks, execute_chapter, read_glue, toc_files
+
+GLUE_ROLE = re.compile(r"\{glue:text\}`([A-Za-z0-9_]+)(?::[^`]*)?`")
+
+# Per chapter: glued value -> (low, high), inclusive. Every chapter must have an entry.
+RANGES = {
+    "01_corpus": {
+        "ch1_train_sentences": (12300, 12544),
+        "ch1_dev_sentences": (1900, 2001),
+        "ch1_test_sentences": (2000, 2077),
+        "ch1_kept_percent": (97.0, 100.0),
+        "ch1_ner_labels": (3, 3),
+        "ch1_pos_labels": (40, 55),
+        "ch1_srl_labels": (20, 80),
+        "ch1_subwords_per_word": (1.0, 2.0),
+        "ch1_encoder_layers": (6, 6),
+        "ch1_encoder_heads": (12, 12),
+        "ch1_over_limit": (0, 0),
+    },
+}
+
+
+def test_toc_names_only_existing_files():
+    for name in toc_files():
+        assert (ROOT / f"{name}.ipynb").is_file() or (ROOT / f"{name}.md").is_file(), name
+
+
+def test_source_notebooks_are_stripped_and_parameterised():
+    for notebook in chapter_notebooks():
+        cells = json.loads(notebook.read_text())["cells"]
+        assert not any(c.get("outputs") or c.get("execution_count") for c in cells if c["cell_type"] == "code"), notebook
+        assert any("parameters" in c["metadata"].get("tags", []) for c in cells), notebook
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", chapter_notebooks(), ids=lambda p: p.stem)
+def test_chapter_runs_at_smoke_and_glues_sane_values(notebook, tmp_path):
+    output = tmp_path / notebook.name
+    execute_chapter(notebook, output, "smoke")
+    glued = read_glue(output)
+    prose = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]
+                      if c["cell_type"] == "markdown")
+    cited = set(GLUE_ROLE.findall(prose))
+    assert cited, "the chapter's prose cites no glued number"
+    assert not cited - set(glued), f"prose cites values never glued: {sorted(cited - set(glued))}"
+    for name, value in glued.items():
+        assert value is not None, name
+        if isinstance(value, float):
+            assert math.isfinite(value), f"{name} = {value}"
+    assert notebook.stem in RANGES, f"add sanity ranges for {notebook.stem} to RANGES"
+    for name, (low, high) in RANGES[notebook.stem].items():
+        assert low <= glued[name] <= high, f"{name} = {glued[name]}, expected in [{low}, {high}]"
+    cells = json.loads(output.read_text())["cells"]
+    injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and all("remove-cell" in c["metadata"]["tags"] for c in injected)
