@@ -25,7 +25,17 @@ RANGES = {
         "ch1_encoder_heads": (12, 12),
         "ch1_over_limit": (0, 0),
     },
+    "02_stl_mtl": {
+        "ch2_models": (7, 7),
+        **{f"ch2_{task}_{setting}": (0.0, 100.0) for task in ("pos", "ner", "dep", "con", "srl")
+           for setting in ("stl", "mtl")},
+        **{f"ch2_{task}_diff": (-100.0, 100.0) for task in ("pos", "ner", "dep", "con", "srl")},
+        "ch2_mtl_below_stl": (0, 5),
+        "ch2_stl_seconds": (0.01, 3600.0),
+        "ch2_joint_seconds": (0.01, 3600.0),
+    },
 }
+WORDS = {"ch2_verdict": {"holds", "does not hold"}}
 
 
 def test_toc_names_only_existing_files():
@@ -58,6 +68,9 @@ def test_chapter_runs_at_smoke_and_glues_sane_values(notebook, tmp_path):
     assert notebook.stem in RANGES, f"add sanity ranges for {notebook.stem} to RANGES"
     for name, (low, high) in RANGES[notebook.stem].items():
         assert low <= glued[name] <= high, f"{name} = {glued[name]}, expected in [{low}, {high}]"
+    for name, allowed in WORDS.items():
+        if name in glued:
+            assert glued[name] in allowed, f"{name} = {glued[name]!r}"
     cells = json.loads(output.read_text())["cells"]
     injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and all("remove-cell" in c["metadata"]["tags"] for c in injected)

@@ -53,7 +53,9 @@ def execute_chapter(notebook: Path, output: Path, profile: str, **overrides: Any
     """
     import papermill
 
-    parameters = profiles.load(profile, **overrides)
+    knobs = profiles.load(profile, **overrides)
+    declared = papermill.inspect_notebook(str(notebook))  # pass only what the chapter declares
+    parameters = {k: v for k, v in knobs.items() if k in declared}
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",

@@ -31,13 +31,31 @@ def cache_dir() -> Path:
     return Path(__file__).resolve().parents[2] / ".cache" / "runs"
 
 
+_MODULE_SOURCE_HASHES: dict[str, bytes] = {}
+
+
+def _file_hash(path: str) -> bytes:
+    return hashlib.sha256(Path(path).read_bytes()).digest()
+
+
 def code_version(modules: Iterable[ModuleType | str | Path]) -> str:
-    """Hash of the source text of the given modules (or files), in a stable order."""
+    """Hash of the source text of the given modules (or files), in a stable order.
+
+    An imported module's source is hashed once per process, so a run keeps the code version
+    of the code it imported even if the file is edited while it runs; a path is read each time.
+    """
+    hashes = {}
+    for m in modules:
+        if isinstance(m, ModuleType):
+            path = str(Path(m.__file__).resolve())
+            hashes[path] = _MODULE_SOURCE_HASHES.setdefault(path, _file_hash(path))
+        else:
+            path = str(Path(m).resolve())
+            hashes[path] = _file_hash(path)
     digest = hashlib.sha256()
-    paths = sorted({str(Path(m.__file__ if isinstance(m, ModuleType) else m).resolve()) for m in modules})
-    for path in paths:
+    for path in sorted(hashes):
         digest.update(Path(path).name.encode())
-        digest.update(Path(path).read_bytes())
+        digest.update(hashes[path])
     return digest.hexdigest()[:16]
 
 

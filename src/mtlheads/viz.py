@@ -95,3 +95,19 @@ def draw_tree(tree: str | Tree, ax, words: Sequence[str] | None = None) -> None:
     ax.set_xlim(-1, len(leaves))
     ax.set_ylim(-depth - 1.8, 0.6)
     ax.axis("off")
+
+
+def dev_curves(curves, tasks=None):
+    """Dev score against epoch, one panel per task, one line per setting (mean over seeds)."""
+    tasks = tasks or list(dict.fromkeys(curves["task"]))
+    fig, axes = subplots(ncols=len(tasks), height=2.6)
+    for ax, task in zip(axes[0], tasks):
+        sub = curves[curves["task"] == task]
+        sns.lineplot(data=sub, x="epoch", y="score", hue="setting", ax=ax, marker="o", errorbar=None,
+                     legend=ax is axes[0, -1])
+        ax.set_title(task.upper())
+        ax.set_ylabel("dev score" if ax is axes[0, 0] else "")
+    if axes[0, -1].get_legend():
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), frameon=False)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,72 @@
+"""What every task decoder offers: build from training data, targets, loss, decode, score.
+
+A decoder reads word-level encoder states ``words`` (batch, 1 + words, hidden), position 0
+being [CLS], and ``word_mask`` (batch, 1 + words). Sentences are the EWT5 records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Task(nn.Module):
+    """One task's decoder, loss, decoding and metric. Subclasses set ``name`` and ``metric``."""
+
+    name: str = ""
+    metric: str = ""  # the key of ``score``'s result used as the task's dev score
+
+    def targets(self, sentences: list[dict], num_words: int) -> dict[str, Any]:
+        """Gold targets for a batch, padded to ``num_words`` words."""
+        raise NotImplementedError
+
+    def loss(self, words: torch.Tensor, word_mask: torch.Tensor, targets: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, words: torch.Tensor, word_mask: torch.Tensor) -> list[Any]:
+        """One prediction per sentence, in the same form as ``gold`` returns."""
+        raise NotImplementedError
+
+    def gold(self, sentence: dict) -> Any:
+        raise NotImplementedError
+
+    def score(self, predictions: list[Any], golds: list[Any], sentences: list[dict]) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class MLP(nn.Sequential):
+    """Linear, LeakyReLU, dropout: the projection before a biaffine scorer (Dozat & Manning)."""
+
+    def __init__(self, n_in: int, n_out: int, dropout: float = 0.33):
+        super().__init__(nn.Linear(n_in, n_out), nn.LeakyReLU(0.1), nn.Dropout(dropout))
+
+
+class Biaffine(nn.Module):
+    """``s[b, o, i, j] = [x_i; 1]^T W_o [y_j; 1]``: (batch, n, d) x (batch, m, d) -> (batch, out, n, m)."""
+
+    def __init__(self, n_in: int, n_out: int = 1, bias_x: bool = True, bias_y: bool = True):
+        super().__init__()
+        self.bias_x, self.bias_y = bias_x, bias_y
+        self.weight = nn.Parameter(torch.zeros(n_out, n_in + bias_x, n_in + bias_y))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.bias_x:
+            x = torch.cat([x, torch.ones_like(x[..., :1])], -1)
+        if self.bias_y:
+            y = torch.cat([y, torch.ones_like(y[..., :1])], -1)
+        return torch.einsum("bxi,oij,byj->boxy", x, self.weight, y)
+
+
+def sentence_words(word_mask: torch.Tensor) -> list[int]:
+    """Words per sentence ([CLS] not counted) from a (batch, 1 + words) mask."""
+    return (word_mask.sum(-1) - 1).tolist()
+
+
+def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
+    """Precision, recall and F1 in percent from counts (0 where undefined)."""
+    p = 100 * correct / predicted if predicted else 0.0
+    r = 100 * correct / gold if gold else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return {"precision": p, "recall": r, "f1": f}

@@ -1,0 +1,157 @@
+"""Dependency parsing: biaffine arc and relation scorers (Dozat & Manning, 2017), [CLS] as ROOT,
+Eisner decoding with a single root at evaluation; UAS and LAS without punctuation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from mtlheads.tasks.base import MLP, Biaffine, Task, sentence_words
+
+
+def eisner(scores: np.ndarray) -> list[int]:
+    """Best projective tree with a single child of the root.
+
+    ``scores[h, d]`` scores head ``h`` for dependent ``d`` over nodes 0..n (0 is ROOT).
+    Returns ``heads`` for nodes 1..n (a list of n ints in 0..n).
+    """
+    n = scores.shape[0] - 1
+    neg = -np.inf
+    # complete[s, t, d] / incomplete[s, t, d]: d = 0 head at t (left arcs), d = 1 head at s (right arcs)
+    complete = np.full((n + 1, n + 1, 2), neg)
+    incomplete = np.full((n + 1, n + 1, 2), neg)
+    complete_back = np.zeros((n + 1, n + 1, 2), dtype=np.int64)
+    incomplete_back = np.zeros((n + 1, n + 1, 2), dtype=np.int64)
+    for i in range(n + 1):
+        complete[i, i] = 0.0
+    for width in range(1, n + 1):
+        for s in range(0, n + 1 - width):
+            t = s + width
+            joined = complete[s, s:t, 1] + complete[s + 1:t + 1, t, 0]  # split r = s..t-1
+            r = int(np.argmax(joined))
+            if s > 0:  # ROOT is never a dependent
+                incomplete[s, t, 0] = joined[r] + scores[t, s]
+                incomplete_back[s, t, 0] = s + r
+            incomplete[s, t, 1] = joined[r] + scores[s, t]
+            incomplete_back[s, t, 1] = s + r
+            left = complete[s, s:t, 0] + incomplete[s:t, t, 0]  # r = s..t-1
+            r = int(np.argmax(left))
+            complete[s, t, 0], complete_back[s, t, 0] = left[r], s + r
+            right = incomplete[s, s + 1:t + 1, 1] + complete[s + 1:t + 1, t, 1]  # r = s+1..t
+            r = int(np.argmax(right))
+            complete[s, t, 1], complete_back[s, t, 1] = right[r], s + 1 + r
+            if s == 0 and t < n:
+                complete[0, t, 1] = neg  # a single root: ROOT's right span must cover all words
+    heads = [0] * (n + 1)
+
+    def fill(s: int, t: int, d: int, is_complete: bool) -> None:
+        if s == t:
+            return
+        if is_complete:
+            r = int(complete_back[s, t, d])
+            if d == 0:
+                fill(s, r, 0, True)
+                fill(r, t, 0, False)
+            else:
+                fill(s, r, 1, False)
+                fill(r, t, 1, True)
+        else:
+            r = int(incomplete_back[s, t, d])
+            if d == 0:
+                heads[s] = t
+            else:
+                heads[t] = s
+            fill(s, r, 1, True)
+            fill(r + 1, t, 0, True)
+
+    fill(0, n, 1, True)
+    return heads[1:]
+
+
+def is_tree(heads: list[int]) -> bool:
+    """Every word reaches ROOT (0) by following heads, without a cycle."""
+    n = len(heads)
+    for d in range(1, n + 1):
+        seen, node = set(), d
+        while node != 0:
+            if node in seen or not 0 <= heads[node - 1] <= n:
+                return False
+            seen.add(node)
+            node = heads[node - 1]
+    return True
+
+
+def attachment_scores(predictions, golds, sentences) -> dict[str, float]:
+    """UAS and LAS in percent, punctuation (UPOS PUNCT) left out."""
+    total = uas = las = 0
+    for (p_heads, p_rels), (g_heads, g_rels), s in zip(predictions, golds, sentences):
+        for ph, pr, gh, gr, upos in zip(p_heads, p_rels, g_heads, g_rels, s["upos"]):
+            if upos == "PUNCT":
+                continue
+            total += 1
+            uas += ph == gh
+            las += ph == gh and pr == gr
+    return {"uas": 100 * uas / total if total else 0.0, "las": 100 * las / total if total else 0.0}
+
+
+class DEP(Task):
+    name, metric = "dep", "las"
+
+    def __init__(self, hidden: int, relations: list[str], arc_mlp: int = 500, rel_mlp: int = 100):
+        super().__init__()
+        self.relations = list(relations)
+        self.index = {r: i for i, r in enumerate(self.relations)}
+        self.arc_d, self.arc_h = MLP(hidden, arc_mlp), MLP(hidden, arc_mlp)
+        self.rel_d, self.rel_h = MLP(hidden, rel_mlp), MLP(hidden, rel_mlp)
+        self.arc = Biaffine(arc_mlp, 1, bias_x=True, bias_y=False)
+        self.rel = Biaffine(rel_mlp, len(self.relations))
+
+    @classmethod
+    def build(cls, train, hidden):
+        return cls(hidden, sorted({r for s in train for r in s["deprels"]}))
+
+    def targets(self, sentences, num_words):
+        heads = torch.full((len(sentences), num_words), -100, dtype=torch.long)
+        rels = torch.full((len(sentences), num_words), -100, dtype=torch.long)
+        for b, s in enumerate(sentences):
+            heads[b, : len(s["heads"])] = torch.tensor(s["heads"])
+            rels[b, : len(s["deprels"])] = torch.tensor([self.index.get(r, -100) for r in s["deprels"]])
+        return {"heads": heads, "rels": rels}
+
+    def forward(self, words, word_mask):
+        """Arc scores (batch, dependents 1..n, heads 0..n) and relation scores (batch, dep, head, rels)."""
+        arcs = self.arc(self.arc_d(words), self.arc_h(words)).squeeze(1)[:, 1:]
+        arcs = arcs.masked_fill(~word_mask[:, None, :], float("-inf"))
+        rels = self.rel(self.rel_d(words), self.rel_h(words)).permute(0, 2, 3, 1)[:, 1:]
+        return arcs, rels
+
+    def loss(self, words, word_mask, targets):
+        arcs, rels = self(words, word_mask)
+        n = arcs.shape[1]
+        mask = word_mask[:, 1:]
+        heads, gold_rels = targets["heads"][:, :n], targets["rels"][:, :n]
+        # Words whose gold head lies past the encoder's limit have no score to learn from.
+        mask = mask & (heads >= 0) & (heads < arcs.shape[2]) & torch.gather(word_mask, 1, heads.clamp(min=0))
+        arc_loss = F.cross_entropy(arcs[mask], heads[mask])
+        per_word = rels[mask]  # (items, heads, relations)
+        rel_at_gold = per_word[torch.arange(len(per_word)), heads[mask]]
+        return arc_loss + F.cross_entropy(rel_at_gold, gold_rels[mask], ignore_index=-100)
+
+    def decode(self, words, word_mask):
+        arcs, rels = self(words, word_mask)
+        arcs = arcs.log_softmax(-1).detach().cpu().numpy()
+        out = []
+        for b, n in enumerate(sentence_words(word_mask)):
+            scores = np.full((n + 1, n + 1), -1e9)
+            scores[:, 1:] = arcs[b, :n, : n + 1].T  # scores[h, d]
+            heads = eisner(scores)
+            labels = rels[b, torch.arange(n), torch.tensor(heads)].argmax(-1).tolist()
+            out.append((heads, [self.relations[i] for i in labels]))
+        return out
+
+    def gold(self, sentence):
+        return list(sentence["heads"]), list(sentence["deprels"])
+
+    def score(self, predictions, golds, sentences):
+        return attachment_scores(predictions, golds, sentences)

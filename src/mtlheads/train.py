@@ -1,0 +1,315 @@
+"""Single-task and multi-task fine-tuning, with the Stem Cell paper's recipe.
+
+STL is MTL with one task. The recipe: AdamW, decoder learning rate 1e-3, encoder 5e-5, 10%
+linear warm-up then linear decay, gradient clipping at 1, word dropout 0.2 (subwords replaced
+by [MASK]), length-bucketed batches, the best dev checkpoint kept (dev score: the task's metric
+for STL, the mean of the tasks' metrics for MTL).
+
+MTL, ``mtl_mode="sample"`` (the paper): each step trains one task, sampled with probability
+proportional to (its number of batches)^0.8, its loss weighted by
+``w_t = sum_k avg5(L_k) / avg5(L_t)`` (moving averages of each task's last five losses).
+``mtl_mode="joint"``: EWT5 annotates all tasks on the same sentences, so one encoder pass can
+serve all of them; the step's loss is the sum of the tasks' losses with the same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mtlheads import cache, encoder as encoder_module, tasks as tasks_package
+from mtlheads.data import ewt5
+from mtlheads.encoder import Encoder, WordBatch, load_encoder
+from mtlheads.gates import HardConcreteGates
+from mtlheads.tasks import TASK_CLASSES, Task, build_task, check_tasks
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One fine-tuning run. Defaults are the paper's settings; profiles change only size knobs."""
+
+    tasks: tuple[str, ...]
+    encoder: str = "minilm"
+    seed: int = 1
+    epochs: float = 30.0
+    batch_size: int = 32  # sentences per batch
+    lr_decoder: float = 1e-3
+    lr_encoder: float = 5e-5
+    warmup: float = 0.1
+    clip: float = 1.0
+    word_dropout: float = 0.2
+    mtl_mode: Literal["sample", "joint"] = "sample"
+    sampling_temperature: float = 0.8  # p_t proportional to batches_t ** 0.8
+    loss_window: int = 5
+    evaluations: int = 10  # dev evaluations over the run
+    patience: int | None = None  # stop after this many evaluations without a better dev score
+    gate_lambda: float | None = None  # Hard-Concrete head gates with this L0 weight; None: no gates
+    lr_gates: float = 1e-3
+    train_sentences: int | None = None  # None: all
+    dev_sentences: int | None = None
+    test_sentences: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "tasks", tuple(check_tasks(self.tasks)))
+        if self.mtl_mode not in ("sample", "joint"):
+            raise ValueError(f"unknown mtl_mode {self.mtl_mode!r}; valid: 'sample', 'joint'")
+
+    @property
+    def label(self) -> str:
+        if len(self.tasks) == 1:
+            name = f"STL {self.tasks[0].upper()}"
+        else:
+            name = f"MTL-{len(self.tasks)}" + (" joint" if self.mtl_mode == "joint" else "")
+        return name + (f" gated ({self.gate_lambda:g})" if self.gate_lambda is not None else "")
+
+
+class MultiTaskModel(nn.Module):
+    """A shared encoder plus one decoder per task, and optionally one set of head gates for all."""
+
+    def __init__(self, encoder: Encoder, decoders: dict[str, Task], gates: HardConcreteGates | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.decoders = nn.ModuleDict(decoders)
+        self.gates = gates
+
+    def encode(self, batch: WordBatch):
+        """Encoder outputs, with this step's gate values applied when the model is gated."""
+        self.encoder.head_gates = self.gates() if self.gates is not None else None
+        try:
+            return self.encoder(batch)
+        finally:
+            self.encoder.head_gates = None
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def length_buckets(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches of similar-length sentences: sort by length (ties broken at random), cut, shuffle."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def word_dropout(batch: WordBatch, rate: float, mask_id: int, special_ids: set[int], generator) -> WordBatch:
+    """Replace each non-special subword by [MASK] with probability ``rate``."""
+    if rate <= 0:
+        return batch
+    ids = batch.input_ids
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    for s in special_ids:
+        special |= ids == s
+    drop = (torch.rand(ids.shape, generator=generator) < rate) & ~special
+    return WordBatch(ids.masked_fill(drop, mask_id), batch.attention_mask, batch.mean_pool, batch.sum_pool,
+                     batch.word_mask, batch.num_words)
+
+
+class LossBalancer:
+    """Per-task weights from moving averages of the last ``window`` losses (the paper's weighting)."""
+
+    def __init__(self, tasks, window: int = 5):
+        self.history = {t: deque(maxlen=window) for t in tasks}
+
+    def update(self, task: str, loss: float) -> None:
+        self.history[task].append(loss)
+
+    def weight(self, task: str) -> float:
+        averages = {t: sum(h) / len(h) for t, h in self.history.items() if h}
+        if task not in averages or len(averages) < len(self.history):
+            return 1.0  # until every task has a loss, weigh them equally
+        return sum(averages.values()) / averages[task]
+
+
+def sampling_probabilities(batches: dict[str, int], temperature: float) -> dict[str, float]:
+    weights = {t: n ** temperature for t, n in batches.items()}
+    total = sum(weights.values())
+    return {t: w / total for t, w in weights.items()}
+
+
+@torch.no_grad()
+def evaluate(model: MultiTaskModel, sentences: list[dict], batch_size: int = 64) -> dict[str, dict[str, float]]:
+    """Each task's metrics on ``sentences`` (decoding every task from one encoder pass per batch)."""
+    model.eval()
+    predictions = {t: [None] * len(sentences) for t in model.decoders}
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]["tokens"]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        out = model.encode(model.encoder.tokenize([sentences[i]["tokens"] for i in idx]))
+        for name, decoder in model.decoders.items():
+            for i, pred in zip(idx, decoder.decode(out.words, out.word_mask)):
+                predictions[name][i] = pred
+    return {name: decoder.score(predictions[name], [decoder.gold(s) for s in sentences], sentences)
+            for name, decoder in model.decoders.items()}
+
+
+def dev_score(config: TrainConfig, scores: dict[str, dict[str, float]]) -> float:
+    """The task's metric (STL) or the mean of the tasks' metrics (MTL)."""
+    return float(np.mean([scores[t][TASK_CLASSES[t].metric] for t in config.tasks]))
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    dev_curve: list[dict] = field(default_factory=list)  # {"step", "seconds", "dev": {task: score}}
+    best_step: int = 0
+    dev: dict = field(default_factory=dict)  # metrics at the best checkpoint
+    test: dict = field(default_factory=dict)
+    train_seconds: float = 0.0
+    steps: int = 0
+    train_sentences: int = 0
+    train_subwords: int = 0
+    state_dict: dict | None = None  # the best checkpoint's weights
+
+    def main_scores(self, split: str = "test") -> dict[str, float]:
+        scores = getattr(self, split)
+        return {t: scores[t][TASK_CLASSES[t].metric] for t in self.config.tasks}
+
+
+def corpus_split(corpus, split: str, limit: int | None) -> list[dict]:
+    data = corpus[split]
+    if limit is not None:
+        data = data.select(range(min(limit, len(data))))
+    return list(data)
+
+
+def build_model(config: TrainConfig, train: list[dict], encoder: Encoder | None = None) -> MultiTaskModel:
+    """The encoder named by the config (or the one given, e.g. a tiny test encoder) plus fresh decoders."""
+    encoder = encoder if encoder is not None else load_encoder(config.encoder)
+    decoders = {t: build_task(t, train, encoder.hidden_size) for t in config.tasks}
+    gates = HardConcreteGates(encoder.num_layers, encoder.num_heads) if config.gate_lambda is not None else None
+    return MultiTaskModel(encoder, decoders, gates)
+
+
+def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Encoder | None = None) -> TrainResult:
+    """Fine-tune the encoder and decoders of ``config.tasks``; returns scores and the best weights."""
+    set_seed(config.seed)
+    corpus = corpus if corpus is not None else ewt5.load()
+    train_set = corpus_split(corpus, "train", config.train_sentences)
+    dev_set = corpus_split(corpus, "dev", config.dev_sentences)
+    test_set = corpus_split(corpus, "test", config.test_sentences)
+    model = build_model(config, train_set, encoder)
+    enc = model.encoder
+    rng = random.Random(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    tok = enc.tokenizer
+    special = {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id}
+
+    lengths = [len(s["tokens"]) for s in train_set]
+    batches_per_epoch = -(-len(train_set) // config.batch_size)
+    multi = len(config.tasks) > 1
+    steps_per_epoch = batches_per_epoch * (len(config.tasks) if multi and config.mtl_mode == "sample" else 1)
+    total_steps = max(1, round(config.epochs * steps_per_epoch))
+    probs = sampling_probabilities({t: batches_per_epoch for t in config.tasks}, config.sampling_temperature)
+
+    groups = [{"params": enc.parameters(), "lr": config.lr_encoder},
+              {"params": model.decoders.parameters(), "lr": config.lr_decoder}]
+    # fused: one kernel for all parameters (about 20% faster a step on CPU)
+    optimizer = torch.optim.AdamW(groups, fused=True)
+    gate_optimizer = torch.optim.Adam(model.gates.parameters(), lr=config.lr_gates) if model.gates is not None else None
+    warmup = max(1, int(config.warmup * total_steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    balancer = LossBalancer(config.tasks, config.loss_window)
+    eval_at = set(np.linspace(0, total_steps, config.evaluations + 1, dtype=int)[1:].tolist())
+
+    result = TrainResult(config, train_sentences=len(train_set))
+    best, best_state, since_best = -np.inf, None, 0
+    queue: list[list[int]] = []
+    start = time.perf_counter()
+    eval_seconds = 0.0
+    bar = tqdm(total=total_steps, desc=config.label, disable=not progress)
+    for step in range(1, total_steps + 1):
+        if not queue:
+            queue = length_buckets(lengths, config.batch_size, rng)
+        idx = queue.pop()
+        sentences = [train_set[i] for i in idx]
+        model.train()
+        batch = word_dropout(enc.tokenize([s["tokens"] for s in sentences]), config.word_dropout,
+                             tok.mask_token_id, special, generator)
+        result.train_subwords += int(batch.attention_mask.sum())
+        out = model.encode(batch)
+        num_words = max(len(s["tokens"]) for s in sentences)
+        if multi and config.mtl_mode == "sample":
+            chosen = [rng.choices(list(probs), weights=list(probs.values()))[0]]
+        else:
+            chosen = list(config.tasks)
+        loss = 0.0
+        for name in chosen:
+            task_loss = model.decoders[name].loss(out.words, out.word_mask, model.decoders[name].targets(sentences, num_words))
+            balancer.update(name, task_loss.item())
+            loss = loss + (balancer.weight(name) if multi else 1.0) * task_loss
+        if model.gates is not None:
+            loss = loss + config.gate_lambda * model.gates.penalty()
+        optimizer.zero_grad(set_to_none=True)
+        if gate_optimizer is not None:
+            gate_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(list(enc.parameters()) + list(model.decoders.parameters()), config.clip)
+        optimizer.step()
+        schedule.step()
+        if gate_optimizer is not None:
+            gate_optimizer.step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step in eval_at:
+            t0 = time.perf_counter()
+            scores = evaluate(model, dev_set)
+            eval_seconds += time.perf_counter() - t0
+            score = dev_score(config, scores)
+            result.dev_curve.append({"step": step, "epoch": step / steps_per_epoch,
+                                     "seconds": time.perf_counter() - start - eval_seconds,
+                                     "dev": {t: scores[t][TASK_CLASSES[t].metric] for t in config.tasks}})
+            if score > best:
+                best, since_best = score, 0
+                best_state = copy.deepcopy(model.state_dict())
+                result.best_step, result.dev = step, scores
+            else:
+                since_best += 1
+                if config.patience is not None and since_best >= config.patience:
+                    break
+    bar.close()
+    result.steps = step
+    result.train_seconds = time.perf_counter() - start - eval_seconds
+    model.load_state_dict(best_state)
+    result.test = evaluate(model, test_set)
+    result.state_dict = best_state
+    return result
+
+
+def code_modules() -> list:
+    """The modules a trained model depends on: a change to any of them retrains."""
+    import sys
+
+    from mtlheads import gates
+    from mtlheads.data import readers
+    from mtlheads.tasks import base, con, dep, ner, pos, srl
+
+    return [sys.modules[__name__], encoder_module, gates, tasks_package, readers, ewt5, base, con, dep, ner, pos, srl]
+
+
+def train_cached(config: TrainConfig, corpus=None, progress: bool = True, cache_store: cache.RunCache | None = None) -> TrainResult:
+    """``train`` through the run cache: the same config, data and code return the stored run."""
+    return cache.cached("train", asdict(config), lambda: train(config, corpus, progress),
+                        data_version=ewt5.data_version(), modules=code_modules(), cache=cache_store)
+
+
+def load_model(result: TrainResult, corpus=None) -> MultiTaskModel:
+    """Rebuild a trained model from a ``TrainResult`` (label sets are re-read from the same data)."""
+    corpus = corpus if corpus is not None else ewt5.load()
+    model = build_model(result.config, corpus_split(corpus, "train", result.config.train_sentences))
+    model.load_state_dict(result.state_dict)
+    model.eval()
+    return model

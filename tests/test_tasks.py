@@ -1,0 +1,160 @@
+"""Decoders: they learn a tiny slice, decode well-formed output, and their algorithms are exact."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mtlheads.data import ewt5
+from mtlheads.encoder import tiny_encoder
+from mtlheads.tasks import TASK_CLASSES, build_task, check_tasks
+from mtlheads.tasks.con import cky, inside
+from mtlheads.tasks.dep import eisner, is_tree
+from mtlheads.tasks.srl import FactoredSpanLayer
+
+
+@pytest.fixture(scope="module")
+def short_sentences():
+    train = ewt5.load()["train"]
+    picked = [s for s in train.select(range(3000)) if 5 <= len(s["tokens"]) <= 10 and s["srl"]
+              and ewt5.spans_from_bio(s["ner"])]
+    assert len(picked) >= 4
+    return picked[:4]
+
+
+@pytest.fixture(scope="module")
+def label_source():
+    return list(ewt5.load()["train"].select(range(1500)))
+
+
+def memorise(task_name, sentences, label_source, steps=300, seed=0):
+    encoder = tiny_encoder(seed=seed)
+    decoder = build_task(task_name, label_source, encoder.hidden_size)
+    params = list(encoder.parameters()) + list(decoder.parameters())
+    optimizer = torch.optim.Adam(params, lr=3e-3)
+    batch = encoder.tokenize([s["tokens"] for s in sentences])
+    targets = decoder.targets(sentences, max(len(s["tokens"]) for s in sentences))
+    losses = []
+    encoder.train()
+    decoder.train()
+    for _ in range(steps):
+        out = encoder(batch)
+        loss = decoder.loss(out.words, out.word_mask, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    encoder.eval()
+    decoder.eval()
+    with torch.no_grad():
+        out = encoder(batch)
+        predictions = decoder.decode(out.words, out.word_mask)
+    return losses, predictions, decoder
+
+
+@pytest.mark.parametrize("task_name", list(TASK_CLASSES))
+def test_decoder_memorises_a_batch(task_name, short_sentences, label_source):
+    losses, predictions, decoder = memorise(task_name, short_sentences, label_source)
+    assert np.mean(losses[-10:]) < 0.25 * np.mean(losses[:10]), "loss does not fall"
+    golds = [decoder.gold(s) for s in short_sentences]
+    score = decoder.score(predictions, golds, short_sentences)
+    assert score[decoder.metric] == 100.0, score
+
+
+@pytest.mark.parametrize("task_name", list(TASK_CLASSES))
+def test_untrained_decoding_is_well_formed(task_name, label_source):
+    sentences = label_source[:12]
+    encoder = tiny_encoder(seed=3)
+    decoder = build_task(task_name, label_source, encoder.hidden_size).eval()
+    with torch.no_grad():
+        out = encoder.encode([s["tokens"] for s in sentences])
+        predictions = decoder.decode(out.words, out.word_mask)
+    for sentence, pred in zip(sentences, predictions):
+        n = len(sentence["tokens"])
+        if task_name == "pos":
+            assert len(pred) == n
+        elif task_name == "ner":
+            taken = [i for s, e, _ in pred for i in range(s, e + 1)]
+            assert len(taken) == len(set(taken)) and all(0 <= i < n for i in taken)
+        elif task_name == "dep":
+            heads, rels = pred
+            assert len(heads) == len(rels) == n and is_tree(heads) and heads.count(0) == 1
+        elif task_name == "con":
+            spans = {(s, e) for s, e, _ in pred}
+            for (a, b), (c, d) in itertools.combinations(spans, 2):  # brackets nest or are disjoint
+                assert b < c or d < a or (a <= c and d <= b) or (c <= a and b <= d)
+        elif task_name == "srl":
+            for p, s, e, _ in pred:
+                assert 0 <= p < n and 0 <= s <= e < n and e - s < 30
+            for p in {q[0] for q in pred}:
+                taken = [i for q, s, e, _ in pred if q == p for i in range(s, e + 1)]
+                assert len(taken) == len(set(taken))
+
+
+def brute_force_trees(n):
+    """All single-root projective dependency trees over words 1..n."""
+    for heads in itertools.product(range(n + 1), repeat=n):
+        if any(h == d + 1 for d, h in enumerate(heads)) or list(heads).count(0) != 1 or not is_tree(list(heads)):
+            continue
+        arcs = [tuple(sorted((h, d + 1))) for d, h in enumerate(heads)]
+        if not any(a < c < b < d or c < a < d < b for (a, b), (c, d) in itertools.combinations(arcs, 2)):
+            yield list(heads)  # no two arcs cross
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_eisner_finds_the_best_single_root_projective_tree(seed):
+    rng = np.random.default_rng(seed)
+    n = 5
+    scores = rng.normal(size=(n + 1, n + 1))
+    best = max(brute_force_trees(n), key=lambda hs: sum(scores[h, d + 1] for d, h in enumerate(hs)))
+    assert eisner(scores) == best
+
+
+def all_binary_trees(i, j):
+    if j == i + 1:
+        yield [(i, j)]
+        return
+    for k in range(i + 1, j):
+        for left in all_binary_trees(i, k):
+            for right in all_binary_trees(k, j):
+                yield [(i, j)] + left + right
+
+
+def test_inside_and_cky_match_enumeration():
+    torch.manual_seed(0)
+    scores = torch.randn(2, 6, 6)
+    lengths = torch.tensor([5, 3])
+    log_z = inside(scores, lengths)
+    best = cky(scores, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        totals = {tuple(sorted(t)): sum(scores[b, i, j].item() for i, j in t) for t in all_binary_trees(0, n)}
+        assert log_z[b].item() == pytest.approx(math.log(sum(math.exp(v) for v in totals.values())), abs=1e-5)
+        assert tuple(sorted(best[b])) == max(totals, key=totals.get)
+
+
+def test_factored_span_layer_equals_the_concatenation_mlp_layer():
+    torch.manual_seed(0)
+    hidden, out, width = 8, 5, 4
+    layer = FactoredSpanLayer(hidden, out, width, width_dim=3).double()
+    h = torch.randn(2, 6, hidden, dtype=torch.double)
+    attention = torch.randn(2, 6, dtype=torch.double)
+    starts, ends = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 3, 5, 4])
+    got = layer(h, attention, starts, ends)
+    w_start, w_end, w_head = layer.words.weight.split(out, 0)
+    b_start, b_end, b_head = layer.words.bias.split(out, 0)
+    a = 15 * torch.tanh(attention / 15)
+    for b in range(2):
+        for k, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+            weights = a[b, s:e + 1].softmax(0)
+            head = (weights[:, None] * h[b, s:e + 1]).sum(0)
+            concat = torch.cat([h[b, s], h[b, e], head])
+            w = torch.cat([w_start, w_end, w_head], 1)
+            expected = w @ concat + b_start + b_end + b_head + layer.width(torch.tensor(e - s))
+            assert torch.allclose(got[b, k], expected, atol=1e-9)
+
+
+def test_unknown_task_lists_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['lemma'\]; valid tasks: pos, ner, dep, con, srl"):
+        check_tasks(["pos", "lemma"])

@@ -1,0 +1,88 @@
+import random
+
+import pytest
+import torch
+
+from mtlheads import cache
+from mtlheads.data import ewt5
+from mtlheads.encoder import tiny_encoder
+from mtlheads.train import (LossBalancer, TrainConfig, length_buckets, sampling_probabilities, train,
+                            train_cached, word_dropout)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return ewt5.load()
+
+
+def tiny_run(corpus, **overrides):
+    config = TrainConfig(**{"tasks": ("pos", "dep"), "epochs": 2, "train_sentences": 48, "dev_sentences": 16,
+                            "test_sentences": 16, "evaluations": 2, "batch_size": 8, **overrides})
+    return train(config, corpus, progress=False, encoder=tiny_encoder(seed=0))
+
+
+def test_same_seed_same_scores_and_weights(corpus):
+    first, second = tiny_run(corpus), tiny_run(corpus)
+    assert first.test == second.test and first.dev_curve[-1]["dev"] == second.dev_curve[-1]["dev"]
+    assert all(torch.equal(first.state_dict[k], second.state_dict[k]) for k in first.state_dict)
+    other = tiny_run(corpus, seed=2)
+    assert any(not torch.equal(first.state_dict[k], other.state_dict[k]) for k in first.state_dict)
+
+
+def test_sampled_mtl_takes_one_step_per_task_batch_and_joint_one_per_batch(corpus):
+    sampled = tiny_run(corpus, epochs=1)
+    joint = tiny_run(corpus, epochs=1, mtl_mode="joint")
+    assert sampled.steps == 2 * 48 // 8 and joint.steps == 48 // 8
+    assert sampled.best_step in {d["step"] for d in sampled.dev_curve}
+
+
+def test_loss_balancer_is_the_papers_weighting():
+    balancer = LossBalancer(["a", "b"], window=5)
+    for loss in [4.0, 2.0]:
+        balancer.update("a", loss)
+    assert balancer.weight("a") == 1.0  # b has no loss yet
+    for loss in [1.0, 1.0, 1.0, 1.0, 1.0, 0.5]:  # the window keeps the last five: mean 0.9
+        balancer.update("b", loss)
+    # avg5(a) = 3, avg5(b) = 0.9: w_a = 3.9 / 3, w_b = 3.9 / 0.9
+    assert balancer.weight("a") == pytest.approx(3.9 / 3) and balancer.weight("b") == pytest.approx(3.9 / 0.9)
+
+
+def test_sampling_probabilities_follow_batch_counts_to_the_power():
+    probs = sampling_probabilities({"a": 100, "b": 25}, 0.8)
+    assert probs["a"] / probs["b"] == pytest.approx(4 ** 0.8) and sum(probs.values()) == pytest.approx(1)
+
+
+def test_length_buckets_cover_every_sentence_once_with_little_padding():
+    rng = random.Random(0)
+    lengths = [rng.randint(1, 60) for _ in range(1000)]
+    batches = length_buckets(lengths, 32, rng)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    assert max(spread) <= 4
+
+
+def test_word_dropout_masks_only_ordinary_subwords():
+    enc = tiny_encoder()
+    batch = enc.tokenize([["a", "few", "words", "here"] * 10])
+    tok = enc.tokenizer
+    special = {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id}
+    dropped = word_dropout(batch, 0.5, tok.mask_token_id, special, torch.Generator().manual_seed(0))
+    masked = dropped.input_ids == tok.mask_token_id
+    assert 0.3 < masked[0, 1:-1].float().mean() < 0.7
+    assert not masked[0, 0] and not masked[0, -1]
+    assert torch.equal(word_dropout(batch, 0.0, tok.mask_token_id, special, None).input_ids, batch.input_ids)
+
+
+def test_cached_training_returns_the_stored_run(corpus, tmp_path):
+    config = TrainConfig(tasks=("pos",), epochs=1, train_sentences=16, dev_sentences=8, test_sentences=8,
+                         evaluations=1, batch_size=8)
+    store = cache.RunCache(tmp_path)
+    first = train_cached(config, corpus, progress=False, cache_store=store)
+    second = train_cached(config, corpus, progress=False, cache_store=store)
+    assert second.test == first.test and second.train_seconds == first.train_seconds  # not retrained
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_unknown_mtl_mode_is_named():
+    with pytest.raises(ValueError, match="unknown mtl_mode 'mixed'; valid: 'sample', 'joint'"):
+        TrainConfig(tasks=("pos",), mtl_mode="mixed")
