@@ -33,6 +33,7 @@ RANGES = {
         "ch2_mtl_below_stl": (0, 5),
         "ch2_stl_seconds": (0.01, 3600.0),
         "ch2_joint_seconds": (0.01, 3600.0),
+        "ch2_mtl_update_ratio": (5.0, 5.0),  # sampled MTL-5: one task a step, five passes an epoch
     },
 }
 WORDS = {"ch2_verdict": {"holds", "does not hold"}}
