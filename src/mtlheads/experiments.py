@@ -9,7 +9,8 @@ from mtlheads.data.ewt5 import TASKS
 from mtlheads.tasks import TASK_CLASSES
 from mtlheads.train import TrainConfig, TrainResult, train_cached
 
-SCALE_KNOBS = ("train_sentences", "dev_sentences", "test_sentences", "epochs", "evaluations", "patience")
+SCALE_KNOBS = ("train_sentences", "dev_sentences", "test_sentences", "epochs", "evaluations", "patience",
+               "batch_size")
 
 
 def stl_mtl_configs(knobs: dict, mtl_modes=("sample", "joint")) -> list[TrainConfig]:

@@ -105,27 +105,16 @@ def stripe(x: torch.Tensor, n: int, w: int, offset: tuple[int, int] = (0, 0), di
                         storage_offset=(offset[0] * seq_len + offset[1]) * numel)
 
 
-def inside(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """log Z of a tree-CRF over binary bracketings. scores: (batch, n+1, n+1) fencepost spans."""
-    batch, seq_len, _ = scores.shape
+def _fill_chart(scores: torch.Tensor, combine) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fill a span chart bottom-up over binary splits.
+
+    ``combine(splits)`` reduces (batch, spans, splits) to the spans' values and best split (or
+    None): logsumexp for the inside algorithm, max for CKY. Returns the chart and the back
+    pointers, both (n+1, n+1, batch).
+    """
+    seq_len = scores.shape[1]
     scores = scores.permute(1, 2, 0).contiguous()
     chart = torch.full_like(scores, float("-inf"))
-    for w in range(1, seq_len):
-        n = seq_len - w
-        if w == 1:
-            chart.diagonal(w).copy_(scores.diagonal(w))
-            continue
-        splits = stripe(chart, n, w - 1, (0, 1)) + stripe(chart, n, w - 1, (1, w), 0)
-        chart.diagonal(w).copy_(splits.permute(2, 0, 1).logsumexp(-1) + scores.diagonal(w))
-    return chart[0].gather(0, lengths.unsqueeze(0)).squeeze(0)
-
-
-@torch.no_grad()
-def cky(scores: torch.Tensor, lengths: torch.Tensor) -> list[list[tuple[int, int]]]:
-    """Best binary bracketing per sentence: lists of fencepost spans (2n - 1 each)."""
-    batch, seq_len, _ = scores.shape
-    scores = scores.permute(1, 2, 0).contiguous()
-    chart = torch.zeros_like(scores)
     back = torch.zeros_like(scores, dtype=torch.long)
     for w in range(1, seq_len):
         n = seq_len - w
@@ -133,9 +122,23 @@ def cky(scores: torch.Tensor, lengths: torch.Tensor) -> list[list[tuple[int, int
             chart.diagonal(w).copy_(scores.diagonal(w))
             continue
         splits = stripe(chart, n, w - 1, (0, 1)) + stripe(chart, n, w - 1, (1, w), 0)
-        best, where = splits.permute(2, 0, 1).max(-1)
-        chart.diagonal(w).copy_(best + scores.diagonal(w))
-        back.diagonal(w).copy_(where + torch.arange(n).unsqueeze(0) + 1)
+        value, where = combine(splits.permute(2, 0, 1))
+        chart.diagonal(w).copy_(value + scores.diagonal(w))
+        if where is not None:
+            back.diagonal(w).copy_(where + torch.arange(n).unsqueeze(0) + 1)
+    return chart, back
+
+
+def inside(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """log Z of a tree-CRF over binary bracketings. scores: (batch, n+1, n+1) fencepost spans."""
+    chart, _ = _fill_chart(scores, lambda splits: (splits.logsumexp(-1), None))
+    return chart[0].gather(0, lengths.unsqueeze(0)).squeeze(0)
+
+
+@torch.no_grad()
+def cky(scores: torch.Tensor, lengths: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """Best binary bracketing per sentence: lists of fencepost spans (2n - 1 each)."""
+    _, back = _fill_chart(scores, lambda splits: splits.max(-1))
     back = back.permute(2, 0, 1).tolist()
 
     def spans(b: int, i: int, j: int) -> list[tuple[int, int]]:
