@@ -89,23 +89,32 @@ def mean_difference(table: pd.DataFrame, column: str) -> float:
 PAPER_LAMBDAS = {"pos": 0.01, "ner": 2e-4, "dep": 0.01, "con": 0.01, "srl": 1e-3, "mtl": 1e-3}
 
 
+def _gated(knobs: dict, **fields) -> TrainConfig:
+    scale = {k: knobs[k] for k in SCALE_KNOBS}
+    return TrainConfig(encoder=knobs["encoder"], lr_encoder=1e-5, lr_gates=knobs["gate_lr"], **scale, **fields)
+
+
 def gate_configs(knobs: dict) -> list[TrainConfig]:
-    """Gated STL runs for each task and one gated MTL-5 run (one gate set shared by all tasks), per seed."""
-    scale = {k: knobs[f"gate_{k}"] for k in SCALE_KNOBS}
-    common = {"encoder": knobs["encoder"], "lr_encoder": 1e-5, "lr_gates": knobs["gate_lr"], **scale}
+    """Gated STL runs for each task and one gated MTL-5 run (one gate set shared by all tasks), per
+    seed, at chapter 2's scale, so that chapter 2's ungated runs are their baselines."""
     lambdas = knobs["gate_lambdas"]
     configs = []
     for seed in knobs["seeds"]:
-        configs += [TrainConfig(tasks=(t,), seed=seed, gate_lambda=lambdas[t], **common) for t in TASKS]
-        configs.append(TrainConfig(tasks=TASKS, seed=seed, gate_lambda=lambdas["mtl"], **common))
+        configs += [_gated(knobs, tasks=(t,), seed=seed, gate_lambda=lambdas[t]) for t in TASKS]
+        configs.append(_gated(knobs, tasks=TASKS, seed=seed, gate_lambda=lambdas["mtl"], mtl_mode=knobs["gate_mtl_mode"]))
     return configs
+
+
+def ungated_twin(config: TrainConfig) -> TrainConfig:
+    """Chapter 2's run with the same tasks, seed, scale and mode, without gates."""
+    from dataclasses import replace
+
+    return replace(config, gate_lambda=None, lr_encoder=TrainConfig.lr_encoder, lr_gates=TrainConfig.lr_gates)
 
 
 def pruning_curve_configs(knobs: dict) -> list[TrainConfig]:
     """One task's gated runs over several lambdas (first seed)."""
-    scale = {k: knobs[f"gate_{k}"] for k in SCALE_KNOBS}
-    common = {"encoder": knobs["encoder"], "lr_encoder": 1e-5, "lr_gates": knobs["gate_lr"], **scale}
-    return [TrainConfig(tasks=(knobs["pruning_task"],), seed=knobs["seeds"][0], gate_lambda=lam, **common)
+    return [_gated(knobs, tasks=(knobs["pruning_task"],), seed=knobs["seeds"][0], gate_lambda=lam)
             for lam in knobs["pruning_lambdas"]]
 
 

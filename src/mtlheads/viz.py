@@ -111,3 +111,15 @@ def dev_curves(curves, tasks=None):
         sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def head_maps(maps: dict[str, np.ndarray], ncols: int = 3, vmin: float = 0.0, vmax: float = 1.0, title: str = ""):
+    """A grid of (layers, heads) maps with one shared colour scale."""
+    nrows = -(-len(maps) // ncols)
+    fig, axes = subplots(ncols=ncols, nrows=nrows, height=2.0 * nrows)
+    for ax, (name, values) in zip(axes.flat, maps.items()):
+        head_heatmap(values, ax, title=name, vmin=vmin, vmax=vmax, cbar=False)
+    for ax in list(axes.flat)[len(maps):]:
+        ax.axis("off")
+    fig.colorbar(axes.flat[0].collections[0], ax=axes, shrink=0.6, label=title)
+    return fig
