@@ -9,7 +9,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub look-ups from tests: fail fast instead
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import itertools
 from pathlib import Path
 
 import pytest

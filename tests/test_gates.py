@@ -7,7 +7,7 @@ import torch
 
 from mtlheads.data import ewt5
 from mtlheads.encoder import tiny_encoder
-from mtlheads.gates import BETA, GAMMA, ZETA, HardConcreteGates
+from mtlheads.gates import BETA, GAMMA, ZETA, HardConcreteGates, evaluation_gates
 from mtlheads.train import TrainConfig, train
 
 
@@ -62,7 +62,7 @@ def tiny_gated_run(gate_lambda):
                          evaluations=1, batch_size=16, gate_lambda=gate_lambda, lr_gates=0.2, lr_encoder=1e-5)
     result = train(config, ewt5.load(), progress=False, encoder=tiny_encoder(num_layers=2, num_heads=4))
     log_alpha = result.state_dict["gates.log_alpha"]
-    return (((torch.sigmoid(log_alpha) * (ZETA - GAMMA) + GAMMA).clamp(0, 1)) > 1e-3).float().mean().item()
+    return (evaluation_gates(log_alpha) > 1e-3).float().mean().item()
 
 
 def test_large_lambda_closes_most_gates_and_zero_lambda_none():

@@ -16,7 +16,6 @@ word ``i`` of the sentence is position ``i + 1``. ``[SEP]`` and padding are left
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn

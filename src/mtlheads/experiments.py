@@ -120,10 +120,9 @@ def pruning_curve_configs(knobs: dict) -> list[TrainConfig]:
 
 def gate_values(result: TrainResult) -> np.ndarray:
     """Evaluation-time gate values (layers, heads) of a gated run."""
-    from mtlheads.gates import GAMMA, ZETA
+    from mtlheads.gates import evaluation_gates
 
-    log_alpha = result.state_dict["gates.log_alpha"].float()
-    return ((1 / (1 + np.exp(-log_alpha.numpy()))) * (ZETA - GAMMA) + GAMMA).clip(0, 1)
+    return evaluation_gates(result.state_dict["gates.log_alpha"].float()).numpy()
 
 
 def kept_heads(result: TrainResult) -> np.ndarray:

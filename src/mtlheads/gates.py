@@ -21,6 +21,16 @@ BETA, GAMMA, ZETA, EPS = 0.33, -0.1, 1.1, 1e-6
 OPEN_THRESHOLD = 1e-3
 
 
+def stretch(s: torch.Tensor) -> torch.Tensor:
+    """Stretch a (0, 1) sample to (gamma, zeta) and clamp it to [0, 1]: the gate value."""
+    return (s * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
+
+
+def evaluation_gates(log_alpha: torch.Tensor) -> torch.Tensor:
+    """Deterministic gate values for given ``log_alpha`` (e.g. read from a saved state dict)."""
+    return stretch(torch.sigmoid(log_alpha))
+
+
 class HardConcreteGates(nn.Module):
     """Gates of shape (layers, heads); ``forward`` returns their values for one step."""
 
@@ -36,7 +46,7 @@ class HardConcreteGates(nn.Module):
             s = torch.sigmoid((torch.log(u) - torch.log(1 - u) + self.log_alpha) / BETA)
         else:
             s = torch.sigmoid(self.log_alpha)
-        return (s * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
+        return stretch(s)
 
     def expected_open(self) -> torch.Tensor:
         """P(gate != 0) per head, (layers, heads)."""
@@ -49,8 +59,7 @@ class HardConcreteGates(nn.Module):
     @torch.no_grad()
     def values(self) -> torch.Tensor:
         """Deterministic evaluation-time gate values, (layers, heads)."""
-        s = torch.sigmoid(self.log_alpha)
-        return (s * (ZETA - GAMMA) + GAMMA).clamp(0.0, 1.0)
+        return evaluation_gates(self.log_alpha)
 
     @torch.no_grad()
     def open_mask(self) -> torch.Tensor:

@@ -7,7 +7,7 @@ Each reader validates as it goes and raises ``MalformedLineError`` naming the fi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 

@@ -16,7 +16,7 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -181,28 +181,25 @@ def _missing_message(source: Source, f: SourceFile, reason: str) -> str:
     )
 
 
-def _atomic_copy(src: Path, dst: Path) -> None:
+def _atomic_write(dst: Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``dst``, then rename it into place."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
     os.close(fd)
     try:
-        shutil.copyfile(src, tmp)
+        write(tmp)
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    _atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
 def _atomic_write_bytes(data: bytes, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _atomic_write(dst, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def _download(url: str, desc: str) -> bytes:

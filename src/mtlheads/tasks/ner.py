@@ -4,7 +4,6 @@ greedily into non-overlapping spans (flat NER); exact span F1."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from mtlheads.data.ewt5 import spans_from_bio
