@@ -77,10 +77,16 @@ def test_overlap_test_detects_shared_heads_and_not_random_ones():
     shared = np.zeros((6, 12), dtype=bool)
     shared[2:4, :6] = True  # every task keeps the same 12 heads
     result = overlap_test({t: shared for t in "abcde"}, permutations=2000)
-    assert result["observed"][5] == 12 and result["p_value"] < 0.01
+    assert result["observed"][5] == 12 and result["shared"] == 12 and result["p_value"] < 0.01
+    assert result["statistic"] == 12 * 10  # 12 heads, each shared by all 10 task pairs
     assert result["null_mean"].sum() == pytest.approx(72)
     scattered = {t: rng.random((6, 12)) < 0.2 for t in "abcde"}
     assert overlap_test(scattered, permutations=2000)["p_value"] > 0.01
+    # Sparse: every task keeps the same 2 heads of 72; chance would almost never align them.
+    few = np.zeros((6, 12), dtype=bool)
+    few[5, :2] = True
+    sparse = overlap_test({t: few for t in "abcde"}, permutations=2000)
+    assert sparse["shared"] == 2 and sparse["p_value"] < 0.01
 
 
 def test_gate_correlations_diagonal_is_across_seeds():

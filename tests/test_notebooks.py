@@ -41,13 +41,35 @@ RANGES = {
         "ch3_best_layer": (0, 5),
         "ch3_overlap_p": (0.0, 1.0),
         "ch3_shared_heads": (0, 72),
+        "ch3_shared_pairs": (0, 720),  # 10 task pairs x 72 heads at most
         "ch3_curve_min_heads": (0, 72),
         "ch3_curve_max_heads": (0, 72),
+    },
+    "04_probes": {
+        "ch4_models": (7, 7),  # pretrained, five STL, MTL-5
+        "ch4_heads": (72, 72),
+        **{f"ch4_pre_{t}_accuracy": (0.0, 100.0) for t in ("pos", "ner", "dep", "con", "srl")},
+        **{f"ch4_pre_{t}_layer": (0.0, 5.0) for t in ("pos", "ner", "dep", "con", "srl")},
+        **{f"ch4_stl_gain_{t}": (-100.0, 100.0) for t in ("pos", "ner", "dep", "con", "srl")},
+        "ch4_stl_gain_tasks": (0, 5),
+        "ch4_fit_minus_same": (-100.0, 100.0),
+    },
+    "05_label_analysis": {
+        "ch5_labels": (5, 200),
+        **{f"ch5_{t}_{d}_delta": (-100.0, 100.0) for t in ("pos", "ner", "dep", "con", "srl") for d in ("pre", "mtl")},
+        "ch5_pre_below_percent": (0.0, 100.0),
+        "ch5_mtl_below_percent": (0.0, 100.0),
+        "ch5_claim_change_rho": (-1.0, 1.0),
+        "ch5_claim_change_p": (0.0, 1.0),
+        "ch5_heads": (72, 72),
     },
 }
 WORDS = {"ch2_verdict": {"holds", "does not hold"},
          "ch3_shared_verdict": {"more", "not significantly more"},
-         "ch3_middle_verdict": {"a middle layer", "not a middle layer"}}
+         "ch3_middle_verdict": {"a middle layer", "not a middle layer"},
+         "ch4_stl_verdict": {"holds", "does not hold"},
+         **{f"ch5_{v}_verdict": {"holds", "does not hold"} for v in ("stl", "mtl", "pos")},
+         "ch5_largest_drop_task": {"POS", "NER", "DEP", "CON", "SRL"}}
 
 
 def test_toc_names_only_existing_files():

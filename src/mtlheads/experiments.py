@@ -133,32 +133,34 @@ def kept_heads(result: TrainResult) -> np.ndarray:
 
 
 def overlap_test(kept: dict[str, np.ndarray], permutations: int = 10000, seed: int = 0) -> dict:
-    """How many heads are kept by k of the tasks, against a null where each task keeps as many
-    heads placed at random. Statistic: heads kept by at least ``k_star`` tasks (``k_star`` = all
-    but one); p-value: share of null draws at least as large."""
+    """Do the tasks keep the same heads more than chance? Null: each task keeps as many heads,
+    placed at random. Statistic: the number of (task pair, head) coincidences, i.e. the sum over
+    heads of k(k-1)/2 for a head kept by k tasks; it works whether tasks keep few heads or many.
+    Also counted: heads kept by at least ``k_star`` tasks (all but one), observed and under the null."""
     masks = np.stack([m.ravel() for m in kept.values()])  # (tasks, heads)
     n_tasks, n_heads = masks.shape
-    observed = masks.sum(0)
     k_star = max(2, n_tasks - 1)
     rng = np.random.default_rng(seed)
     counts = masks.sum(1)
-    null_hist = np.zeros((permutations, n_tasks + 1))
-    null_stat = np.zeros(permutations)
-    for i in range(permutations):
-        draw = np.zeros((n_tasks, n_heads), dtype=bool)
-        for t, c in enumerate(counts):
-            draw[t, rng.choice(n_heads, size=c, replace=False)] = True
-        per_head = draw.sum(0)
-        null_hist[i] = np.bincount(per_head, minlength=n_tasks + 1)
-        null_stat[i] = (per_head >= k_star).sum()
-    stat = int((observed >= k_star).sum())
+    # Null draws, all at once: a random permutation of the heads per draw and task, first c_t kept.
+    ranks = rng.random((permutations, n_tasks, n_heads)).argsort(-1).argsort(-1)
+    per_head_null = (ranks < counts[None, :, None]).sum(1)  # (permutations, heads)
+    observed = masks.sum(0)
+
+    def pairs(k):
+        return (k * (k - 1) // 2).sum(-1)
+
+    null_pairs = pairs(per_head_null)
+    stat = int(pairs(observed))
     return {
         "observed": np.bincount(observed, minlength=n_tasks + 1),
-        "null_mean": null_hist.mean(0),
+        "null_mean": np.stack([np.bincount(k, minlength=n_tasks + 1) for k in per_head_null]).mean(0),
         "k_star": k_star,
+        "shared": int((observed >= k_star).sum()),
+        "shared_null_mean": float((per_head_null >= k_star).sum(-1).mean()),
         "statistic": stat,
-        "null_statistic_mean": float(null_stat.mean()),
-        "p_value": float((1 + (null_stat >= stat).sum()) / (1 + permutations)),
+        "null_statistic_mean": float(null_pairs.mean()),
+        "p_value": float((1 + (null_pairs >= stat).sum()) / (1 + permutations)),
         "per_head": observed.reshape(next(iter(kept.values())).shape),
     }
 
@@ -176,3 +178,111 @@ def gate_correlations(gates_by_run: dict[tuple[str, int], np.ndarray]) -> pd.Dat
                       if (a != b or ia < ib) and ga.std() > 0 and gb.std() > 0]
             table.loc[a, b] = float(np.mean(values)) if values else np.nan
     return table
+
+
+# Chapters 4 and 5: parameter-free probes and the label analysis ------------------------------
+
+PRETRAINED = "pretrained"
+
+
+def probe_models(knobs: dict) -> dict[tuple[str, int], TrainConfig | None]:
+    """The encoders to probe, keyed (setting, seed): the pretrained encoder (``None``, seed 0),
+    chapter 2's STL model per task (setting ``STL POS`` ...) and MTL-5 (the paper's sampled MTL),
+    and with ``pairwise_mtl`` every task pair's MTL model (``MTL POS+NER`` ...)."""
+    models: dict[tuple[str, int], TrainConfig | None] = {(PRETRAINED, 0): None}
+    scale = {k: knobs[k] for k in SCALE_KNOBS}
+    for seed in knobs["seeds"]:
+        for t in TASKS:
+            models[(f"STL {t.upper()}", seed)] = TrainConfig(tasks=(t,), encoder=knobs["encoder"], seed=seed, **scale)
+        models[("MTL-5", seed)] = TrainConfig(tasks=TASKS, encoder=knobs["encoder"], seed=seed, **scale)
+        if knobs.get("pairwise_mtl"):
+            for i, a in enumerate(TASKS):
+                for b in TASKS[i + 1:]:
+                    models[(f"MTL {a.upper()}+{b.upper()}", seed)] = TrainConfig(
+                        tasks=(a, b), encoder=knobs["encoder"], seed=seed, **scale)
+    return models
+
+
+def probe_cached(config: TrainConfig | None, knobs: dict, corpus=None, progress: bool = True) -> dict:
+    """Every probe of one encoder (``None``: the pretrained one) on the test sentences, with
+    centroids also fit on the first ``probe_fit_sentences`` training sentences; cached."""
+    from dataclasses import asdict
+
+    from mtlheads import cache, probes
+    from mtlheads.data import ewt5
+    from mtlheads.encoder import load_encoder
+    from mtlheads.train import code_modules, corpus_split, load_model
+
+    corpus = corpus if corpus is not None else ewt5.load()
+    what = {"model": asdict(config) if config is not None else {PRETRAINED: knobs["encoder"]},
+            "test_sentences": knobs["probe_test_sentences"], "fit_sentences": knobs["probe_fit_sentences"]}
+
+    def compute():
+        if config is None:
+            encoder = load_encoder(knobs["encoder"])
+        else:
+            encoder = load_model(train_cached(config, corpus, progress), corpus).encoder
+        name = config.label if config is not None else PRETRAINED
+        test = probes.read_heads(encoder, corpus_split(corpus, "test", knobs["probe_test_sentences"]),
+                                 progress=progress, desc=f"probing {name} (test)")
+        fit = probes.read_heads(encoder, corpus_split(corpus, "train", knobs["probe_fit_sentences"]),
+                                tasks=probes.CENTROID_TASKS, progress=progress, desc=f"probing {name} (fit)")
+        return probes.probe_all(test, fit)
+
+    return cache.cached("probe", what, compute, data_version=ewt5.data_version(),
+                        modules=code_modules() + [probes], )
+
+
+def probe_all_models(knobs: dict, corpus=None) -> dict[tuple[str, int], dict]:
+    """``probe_cached`` for every model of ``probe_models``."""
+    return {key: probe_cached(config, knobs, corpus) for key, config in probe_models(knobs).items()}
+
+
+def best_head_table(probed: dict[tuple[str, int], dict], variant_of=None, min_count: int = 1) -> pd.DataFrame:
+    """Long table: per model, seed, task and label, the best head and its accuracy (the task's
+    main probe variant unless ``variant_of(task)`` says otherwise)."""
+    from mtlheads import probes
+
+    variant_of = variant_of or probes.main_variant
+    frames = []
+    for (setting_name, seed), results in probed.items():
+        for t in TASKS:
+            table = results[(t, variant_of(t))].best_heads(min_count)
+            frames.append(table.assign(model=setting_name, seed=seed))
+    return pd.concat(frames, ignore_index=True)
+
+
+def own_setting(model: str, task: str) -> str | None:
+    """The column a model fills for ``task`` in the label analysis: ``pretrained``, ``STL`` (its own
+    task's STL model only), ``MTL-5``, or ``MTL +NER`` for a pair containing the task; else None."""
+    if model == PRETRAINED or model == "MTL-5":
+        return model
+    if model.startswith("STL "):
+        return "STL" if model == f"STL {task.upper()}" else None
+    if model.startswith("MTL ") and "+" in model:
+        pair = model[4:].split("+")
+        if task.upper() in pair:
+            other = [p for p in pair if p != task.upper()][0]
+            return f"MTL +{other}"
+    return None
+
+
+def label_deltas(best: pd.DataFrame) -> pd.DataFrame:
+    """Per task and label: each setting's best-head accuracy (mean over seeds), its standard
+    deviation, and its difference to STL. ``best`` is ``best_head_table``'s output."""
+    best = best.assign(setting=[own_setting(m, t) for m, t in zip(best["model"], best["task"])]).dropna(subset=["setting"])
+    stats = best.groupby(["task", "label", "setting"])["accuracy"].agg(["mean", "std"]).reset_index()
+    wide = stats.pivot(index=["task", "label"], columns="setting", values=["mean", "std"])
+    counts = best.groupby(["task", "label"])["count"].first()
+    out = pd.DataFrame({"count": counts})
+    settings = [s for s in [PRETRAINED, "STL", "MTL-5"] if ("mean", s) in wide.columns]
+    settings += sorted(s for s in wide.columns.get_level_values(1).unique() if s.startswith("MTL +"))
+    for s in settings:
+        out[s] = wide[("mean", s)]
+        out[f"{s} sd"] = wide[("std", s)]
+    for s in settings:
+        if s != "STL":
+            out[f"{s} - STL"] = out[s] - out["STL"]
+    order = {t: i for i, t in enumerate(TASKS)}
+    return out.reset_index().sort_values(["task", "count"], key=lambda c: c.map(order) if c.name == "task" else -c
+                                         ).reset_index(drop=True)

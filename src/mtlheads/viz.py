@@ -123,3 +123,32 @@ def head_maps(maps: dict[str, np.ndarray], ncols: int = 3, vmin: float = 0.0, vm
         ax.axis("off")
     fig.colorbar(axes.flat[0].collections[0], ax=axes, shrink=0.6, label=title)
     return fig
+
+
+def best_head_scatter(best, tasks: Sequence[str], layers: int):
+    """Per task: each label's best-head accuracy against that head's layer (one dot per label)."""
+    fig, axes = subplots(ncols=len(tasks), height=2.6, sharey=True)
+    rng = np.random.default_rng(0)
+    for ax, task in zip(axes[0], tasks):
+        sub = best[best["task"] == task]
+        jitter = rng.uniform(-0.15, 0.15, len(sub))
+        ax.scatter(sub["layer"] + jitter, sub["accuracy"], s=12, alpha=0.7, color=sns.color_palette(PALETTE)[0])
+        ax.set_xticks(range(layers))
+        ax.set_xlim(-0.5, layers - 0.5)
+        ax.set_xlabel("layer")
+        ax.set_title(task.upper())
+    axes[0, 0].set_ylabel("best-head accuracy (%)")
+    fig.tight_layout()
+    return fig
+
+
+def delta_plot(table, settings: Sequence[str], ax, title: str = "") -> None:
+    """One marker per label and setting: its best-head accuracy minus STL's (labels by frequency)."""
+    x = np.arange(len(table))
+    markers = "osD^v<>"
+    for i, setting in enumerate(settings):
+        ax.scatter(x, table[f"{setting} - STL"], s=14, marker=markers[i % len(markers)], label=setting)
+    ax.axhline(0, color="0.5", linewidth=0.8)
+    ax.set_xticks(x, table["label"], rotation=90, fontsize=6)
+    ax.set_ylabel("Δ to STL (points)")
+    ax.set_title(title)

@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import torch
+
+from mtlheads import probes
+from mtlheads.data import ewt5
+
+# "The unbelievably tall giraffe ate ." : a tree with a word the tokenizer splits.
+SENTENCE = {
+    "tokens": ["The", "unbelievably", "tall", "giraffe", "ate", "."],
+    "xpos": ["DT", "RB", "JJ", "NN", "VBD", "."],
+    "heads": [4, 3, 4, 5, 0, 5],
+    "deprels": ["det", "advmod", "amod", "nsubj", "root", "punct"],
+    "ner": ["O", "O", "O", "B-PER", "O", "O"],
+    "tree": "(TOP (S (NP (DT The) (ADJP (RB unbelievably) (JJ tall)) (NN giraffe)) (VP (VBD ate)) (. .)))",
+    "srl": [{"predicate": 4, "roleset": "eat.01", "arguments": [{"start": 0, "end": 3, "role": "ARG0"}]}],
+}
+
+
+def one_hot_attention(targets: list[int], layers: int = 1, heads: int = 1) -> torch.Tensor:
+    """(1, layers, heads, q, k) attention where query position q attends only to ``targets[q]``."""
+    n = len(targets)
+    attn = torch.zeros(1, layers, heads, n, n)
+    attn[0, :, :, torch.arange(n), torch.tensor(targets)] = 1.0
+    return attn
+
+
+def dep_accuracy(targets: list[int]) -> float:
+    most = probes.most_attended(one_hot_attention(targets))
+    items = probes.gold_items(SENTENCE, "dep")
+    d, p = torch.tensor([i[0] for i in items]), torch.tensor([i[1] for i in items])
+    return float(probes.dep_found(most, torch.zeros(len(items), dtype=torch.long), d, p).float().mean())
+
+
+def test_a_head_attending_to_the_gold_head_finds_every_arc_and_one_attending_to_itself_none():
+    gold = [0] + SENTENCE["heads"]  # [CLS] attends to itself; word i to its head (0 = [CLS] = ROOT)
+    assert dep_accuracy(gold) == 1.0
+    assert dep_accuracy(list(range(7))) == 0.0
+    # From the head's side instead: [CLS] attends to the root word; every other word to itself.
+    assert dep_accuracy([5, 1, 2, 3, 4, 5, 6]) == pytest.approx(1 / 6)
+
+
+def test_srl_counts_a_span_word_attending_to_the_predicate_or_the_predicate_into_the_span():
+    items = probes.gold_items(SENTENCE, "srl")
+    assert items == [(5, 1, 4, "ARG0")]
+    p, s, e = (torch.tensor([v]) for v in items[0][:3])
+    rows = torch.zeros(1, dtype=torch.long)
+
+    def found(targets):
+        return bool(probes.srl_found(probes.most_attended(one_hot_attention(targets)), rows, p, s, e))
+
+    assert not found(list(range(7)))  # all attend to themselves
+    assert found([0, 1, 2, 5, 4, 5, 6])  # "tall" (in the span) attends to "ate"
+    assert found([0, 1, 2, 3, 4, 1, 6])  # "ate" attends to "The" (in the span)
+    assert not found([0, 1, 2, 3, 4, 6, 6])  # "ate" attends to "." (outside)
+    assert not found([5, 1, 2, 3, 4, 0, 6])  # only [CLS] <-> "ate": outside the span
+
+
+def test_centroid_probe_scores_separable_vectors_perfectly_and_shuffled_ones_at_chance():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, size=400)
+    centres = torch.eye(8)[:4] * 10
+    good = centres[labels] + torch.randn(400, 8)  # head 0: label-separable
+    noise = torch.randn(400, 8)  # head 1: carries nothing
+    x = torch.stack([good, noise], 1)[:, None]  # (items, 1 layer, 2 heads, dim)
+    correct = probes.nearest_centroid(x, torch.as_tensor(labels), x, torch.as_tensor(labels), 4)
+    acc = correct.sum(0) / len(labels)
+    assert acc[0, 0] == 1.0
+    assert acc[0, 1] < 0.5
+
+
+def test_a_label_missing_from_the_fit_data_is_never_predicted():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])[:, None, None]
+    fit_y = torch.tensor([0, 0, 0])  # only label 0 seen in fitting
+    correct = probes.nearest_centroid(x[:1], fit_y[:1], x, torch.tensor([0, 1, 1]), 2)
+    assert correct[:, 0, 0].tolist() == [1.0, 0.0]
+
+
+def test_lowest_phrases_are_the_height_three_subtrees():
+    assert probes.lowest_phrases(SENTENCE["tree"]) == [(1, 2, "ADJP"), (4, 4, "VP")]
+
+
+def test_read_heads_pools_split_words_and_agrees_with_a_direct_reading(tiny):
+    readings = probes.read_heads(tiny, [SENTENCE, SENTENCE], progress=False)
+    layer = 1
+    seen = {}  # the subword context vectors entering layer 1's output projection, read independently
+    dense = tiny.model.encoder.layer[layer].attention.output.dense
+    handle = dense.register_forward_pre_hook(lambda module, args: seen.setdefault("ctx", args[0]))
+    with torch.no_grad():
+        out = tiny.encode([SENTENCE["tokens"]], capture=True)
+        batch = tiny.tokenize([SENTENCE["tokens"]])
+    handle.remove()
+    # POS item 1 is "unbelievably", split into several subwords: its vector is their mean context.
+    columns = batch.sum_pool[0, 2].nonzero().squeeze(-1)
+    assert len(columns) > 1
+    subword_ctx = seen["ctx"][0, columns].view(len(columns), tiny.num_heads, tiny.head_dim)
+    assert torch.allclose(readings.vectors["pos"][1, layer], subword_ctx.mean(0), atol=1e-5)
+    # NER item: the entity "giraffe" (word 3): the mean over its one word.
+    assert torch.allclose(readings.vectors["ner"][0, layer], out.contexts[0, layer, :, 4], atol=1e-5)
+    # CON item 0: ADJP "unbelievably tall": the mean of its two words' vectors.
+    adjp = out.contexts[0, layer, :, 2:4].mean(1)
+    assert torch.allclose(readings.vectors["con"][0, layer], adjp, atol=1e-5)
+    # DEP flags: recomputed by hand from the word-level attention, per head.
+    most = out.attentions[0].argmax(-1)  # (layers, heads, positions)
+    for i, (d, p, _) in enumerate(probes.gold_items(SENTENCE, "dep")):
+        expected = (most[..., d] == p) | (most[..., p] == d)
+        assert np.array_equal(readings.found["dep"][i], expected.numpy())
+    assert readings.found["dep"].shape == (12, tiny.num_layers, tiny.num_heads)  # two sentences
+
+
+def test_probes_on_real_test_sentences_give_one_result_per_probe_and_valid_accuracies(tiny):
+    corpus = ewt5.load()
+    test, fit = list(corpus["test"].select(range(20))), list(corpus["train"].select(range(20)))
+    results = probes.probe_all(probes.read_heads(tiny, test, progress=False),
+                               probes.read_heads(tiny, fit, progress=False))
+    assert set(results) == {("pos", "same"), ("pos", "fit"), ("ner", "same"), ("ner", "fit"), ("dep", "attention"),
+                            ("con", "same"), ("con", "fit"), ("srl", "attention")}
+    n_words = sum(len(s["tokens"]) for s in test)
+    assert results[("pos", "same")].counts.sum() == n_words
+    assert results[("dep", "attention")].counts.sum() == n_words
+    for probe in results.values():
+        acc = probe.accuracy()
+        assert acc.shape == (len(probe.labels), tiny.num_layers, tiny.num_heads)
+        assert (acc >= 0).all() and (acc <= 100).all()
+        best = probe.best_heads()
+        assert len(best) == len(probe.labels)
+        assert (best["accuracy"].to_numpy() == acc.max(axis=(1, 2))).all()
+
+
+def test_unknown_task_lists_the_valid_ones(tiny):
+    with pytest.raises(ValueError, match="'lemma'.*pos, ner, dep, con, srl"):
+        probes.read_heads(tiny, [SENTENCE], tasks=("lemma",))
