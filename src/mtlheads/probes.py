@@ -30,6 +30,7 @@ from nltk import Tree
 from tqdm.auto import tqdm
 
 from mtlheads.data.ewt5 import TASKS, spans_from_bio
+from mtlheads.data.stats import constituents
 from mtlheads.encoder import Encoder
 
 ATTENTION_TASKS = ("dep", "srl")
@@ -39,21 +40,7 @@ SAME, FIT = "same", "fit"  # centroids built on the scored data (the paper), or 
 
 def lowest_phrases(tree: str | Tree) -> list[tuple[int, int, str]]:
     """``(start, end inclusive, label)`` of every height-3 subtree: phrases over preterminals only."""
-    tree = Tree.fromstring(tree) if isinstance(tree, str) else tree
-    spans = []
-
-    def walk(node, start: int) -> int:
-        if isinstance(node, str):
-            return start + 1
-        end = start
-        for child in node:
-            end = walk(child, end)
-        if node.height() == 3 and node.label() != "TOP":
-            spans.append((start, end - 1, node.label()))
-        return end
-
-    walk(tree, 0)
-    return spans
+    return constituents(tree, height=3)
 
 
 def gold_items(sentence: dict, task: str) -> list[tuple]:

@@ -13,8 +13,10 @@ from tqdm.auto import tqdm
 from mtlheads.data.ewt5 import DROP_REASONS, SPLITS, TASKS, spans_from_bio
 
 
-def constituents(tree: str | Tree, keep_preterminals: bool = False) -> list[tuple[int, int, str]]:
-    """Labelled spans ``(start, end inclusive, label)`` of a bracketed tree, TOP left out."""
+def constituents(tree: str | Tree, keep_preterminals: bool = False, height: int | None = None) -> list[tuple[int, int, str]]:
+    """Labelled spans ``(start, end inclusive, label)`` of a bracketed tree, TOP left out; with
+    ``height``, only the subtrees of that height (nltk's: 2 for a preterminal, 3 for a phrase
+    over preterminals only)."""
     tree = Tree.fromstring(tree) if isinstance(tree, str) else tree
     spans: list[tuple[int, int, str]] = []
 
@@ -25,6 +27,8 @@ def constituents(tree: str | Tree, keep_preterminals: bool = False) -> list[tupl
         for child in node:
             end = walk(child, end)
         is_preterminal = len(node) == 1 and isinstance(node[0], str)
+        if height is not None and node.height() != height:
+            return end
         if node.label() != "TOP" and (keep_preterminals or not is_preterminal):
             spans.append((start, end - 1, node.label()))
         return end

@@ -1,0 +1,234 @@
+"""Output heads over a shared encoder's subword states: extractive span QA and a generative decoder.
+
+The generative head is a small transformer decoder (self-attention, cross-attention over the
+encoder states, feed-forward; post-LayerNorm as in BERT) initialised from the encoder's own
+weights as GenBERT does (Geva et al., 2020): its layers copy the encoder's top layers (the
+cross-attention starts as a copy of the same layer's self-attention), its word embeddings and
+output projection are the encoder's word embeddings (tied). [CLS] starts a sequence, [SEP]
+ends it. Decoding is greedy or beam search, with or without cached keys and values.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Multi-head attention with BERT's projections; ``cache`` holds keys/values across steps."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.head_dim, self.dropout = heads, hidden // heads, dropout
+        self.query, self.key, self.value, self.out = (nn.Linear(hidden, hidden) for _ in range(4))
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None = None,
+                causal: bool = False, cache: dict | None = None, static: bool = False) -> torch.Tensor:
+        """x (batch, q, hidden) attends to memory (batch, k, hidden); mask (batch, 1, q or 1, k) bool,
+        True = may attend. With ``cache``: ``static`` keys/values are computed once (cross-attention),
+        otherwise the new ones are appended (self-attention, one step at a time)."""
+        q = self._split(self.query(x))
+        if cache is not None and static and "k" in cache:
+            k, v = cache["k"], cache["v"]
+        else:
+            k, v = self._split(self.key(memory)), self._split(self.value(memory))
+            if cache is not None:
+                if not static and "k" in cache:
+                    k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+                cache["k"], cache["v"] = k, v
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        return self.out(out.transpose(1, 2).flatten(2))
+
+    def copy_from_bert(self, attention) -> None:
+        """Copy a BERT ``attention`` block's query/key/value/output projections."""
+        for mine, theirs in [(self.query, attention.self.query), (self.key, attention.self.key),
+                             (self.value, attention.self.value), (self.out, attention.output.dense)]:
+            mine.load_state_dict(theirs.state_dict())
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, hidden: int, heads: int, intermediate: int, dropout: float, attention_dropout: float,
+                 eps: float):
+        super().__init__()
+        self.self_attention = Attention(hidden, heads, attention_dropout)
+        self.self_norm = nn.LayerNorm(hidden, eps=eps)
+        self.cross_attention = Attention(hidden, heads, attention_dropout)
+        self.cross_norm = nn.LayerNorm(hidden, eps=eps)
+        self.ffn_in, self.ffn_out = nn.Linear(hidden, intermediate), nn.Linear(intermediate, hidden)
+        self.ffn_norm = nn.LayerNorm(hidden, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def from_bert(cls, layer, config) -> "DecoderLayer":
+        self = cls(config.hidden_size, config.num_attention_heads, config.intermediate_size,
+                   config.hidden_dropout_prob, config.attention_probs_dropout_prob, config.layer_norm_eps)
+        self.self_attention.copy_from_bert(layer.attention)
+        self.cross_attention.copy_from_bert(layer.attention)
+        self.self_norm.load_state_dict(layer.attention.output.LayerNorm.state_dict())
+        self.cross_norm.load_state_dict(layer.attention.output.LayerNorm.state_dict())
+        self.ffn_in.load_state_dict(layer.intermediate.dense.state_dict())
+        self.ffn_out.load_state_dict(layer.output.dense.state_dict())
+        self.ffn_norm.load_state_dict(layer.output.LayerNorm.state_dict())
+        return self
+
+    def forward(self, x, memory, memory_mask, self_mask=None, cache: dict | None = None) -> torch.Tensor:
+        self_cache = cross_cache = None
+        if cache is not None:
+            self_cache, cross_cache = cache.setdefault("self", {}), cache.setdefault("cross", {})
+        causal = cache is None or "k" not in self_cache  # a cached step attends to all that came before
+        x = self.self_norm(x + self.dropout(self.self_attention(x, x, self_mask, causal=causal, cache=self_cache)))
+        x = self.cross_norm(x + self.dropout(self.cross_attention(x, memory, memory_mask, cache=cross_cache,
+                                                                   static=True)))
+        return self.ffn_norm(x + self.dropout(self.ffn_out(F.gelu(self.ffn_in(x)))))
+
+
+class GenerativeHead(nn.Module):
+    """A transformer decoder over encoder states, initialised from the encoder (see the module doc)."""
+
+    def __init__(self, encoder_model, num_layers: int = 2, max_length: int = 64):
+        super().__init__()
+        config = encoder_model.config
+        top = encoder_model.encoder.layer[-num_layers:]
+        self.layers = nn.ModuleList(DecoderLayer.from_bert(layer, config) for layer in top)
+        embeddings = encoder_model.embeddings
+        self.word_embeddings = embeddings.word_embeddings  # shared with the encoder, and the output
+        self.position_embeddings = nn.Embedding(max_length, config.hidden_size)
+        self.position_embeddings.weight.data.copy_(embeddings.position_embeddings.weight.data[:max_length])
+        self.type_embedding = nn.Parameter(embeddings.token_type_embeddings.weight.data[0].clone())
+        self.norm = copy.deepcopy(embeddings.LayerNorm)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.max_length = max_length
+
+    def embed(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        positions = torch.arange(offset, offset + tokens.shape[1], device=tokens.device)
+        if offset + tokens.shape[1] > self.max_length:
+            raise ValueError(f"decoder sequence of {offset + tokens.shape[1]} tokens exceeds max_length {self.max_length}")
+        x = self.word_embeddings(tokens) + self.position_embeddings(positions) + self.type_embedding
+        return self.dropout(self.norm(x))
+
+    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
+                caches: list[dict] | None = None, offset: int = 0) -> torch.Tensor:
+        """Logits (batch, steps, vocab) for ``tokens`` (batch, steps) given encoder ``memory``
+        (batch, source, hidden) and its padding mask (batch, source), True on real tokens."""
+        x = self.embed(tokens, offset)
+        cross_mask = memory_mask[:, None, None, :].bool()
+        for i, layer in enumerate(self.layers):
+            x = layer(x, memory, cross_mask, cache=caches[i] if caches is not None else None)
+        return x @ self.word_embeddings.weight.T + self.output_bias
+
+    def loss(self, targets: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor, pad_id: int) -> torch.Tensor:
+        """Teacher-forced cross-entropy of ``targets`` ([CLS] ... [SEP], padded), mean over real tokens."""
+        logits = self(targets[:, :-1], memory, memory_mask)
+        return F.cross_entropy(logits.flatten(0, 1), targets[:, 1:].flatten(), ignore_index=pad_id)
+
+    @torch.no_grad()
+    def generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, bos: int, eos: int, max_new: int = 40,
+                 beams: int = 1, use_cache: bool = True, length_penalty: float = 1.0) -> list[list[int]]:
+        """Token ids per input (without [CLS] and [SEP]): greedy with ``beams=1``, else beam search."""
+        max_new = min(max_new, self.max_length - 1)
+        if beams == 1:
+            return self._greedy(memory, memory_mask, bos, eos, max_new, use_cache)
+        return [self._beam(memory[i:i + 1], memory_mask[i:i + 1], bos, eos, max_new, beams, use_cache, length_penalty)
+                for i in range(memory.shape[0])]
+
+    def _step(self, sequences, memory, memory_mask, caches, use_cache):
+        """Next-token log-probabilities (batch, vocab) for the last position of ``sequences``."""
+        if use_cache:
+            logits = self(sequences[:, -1:], memory, memory_mask, caches=caches, offset=sequences.shape[1] - 1)
+        else:
+            logits = self(sequences, memory, memory_mask)
+        return logits[:, -1].log_softmax(-1)
+
+    def _greedy(self, memory, memory_mask, bos, eos, max_new, use_cache):
+        batch = memory.shape[0]
+        sequences = torch.full((batch, 1), bos, dtype=torch.long, device=memory.device)
+        done = torch.zeros(batch, dtype=torch.bool, device=memory.device)
+        caches = [{} for _ in self.layers]
+        for _ in range(max_new):
+            next_token = self._step(sequences, memory, memory_mask, caches, use_cache).argmax(-1)
+            next_token = torch.where(done, torch.full_like(next_token, eos), next_token)
+            sequences = torch.cat([sequences, next_token[:, None]], 1)
+            done |= next_token == eos
+            if done.all():
+                break
+        return [_strip(seq.tolist()[1:], eos) for seq in sequences]
+
+    def _beam(self, memory, memory_mask, bos, eos, max_new, beams, use_cache, length_penalty):
+        sequences = torch.full((1, 1), bos, dtype=torch.long, device=memory.device)
+        scores = torch.zeros(1, device=memory.device)
+        caches = [{} for _ in self.layers]
+        finished: list[tuple[float, list[int]]] = []
+        for step in range(max_new):
+            mem = memory.expand(sequences.shape[0], -1, -1)
+            mask = memory_mask.expand(sequences.shape[0], -1)
+            logp = self._step(sequences, mem, mask, caches, use_cache)  # (live, vocab)
+            total = (scores[:, None] + logp).flatten()
+            top = total.topk(min(2 * beams, total.numel()))
+            vocab = logp.shape[1]
+            keep_rows, keep_tokens, keep_scores = [], [], []
+            for score, index in zip(top.values.tolist(), top.indices.tolist()):
+                row, token = divmod(index, vocab)
+                if token == eos:
+                    length = step + 1
+                    finished.append((score / length ** length_penalty, sequences[row].tolist()[1:]))
+                else:
+                    keep_rows.append(row), keep_tokens.append(token), keep_scores.append(score)
+                if len(keep_rows) == beams:
+                    break
+            best_finished = max((s for s, _ in finished), default=-math.inf)
+            if not keep_rows or (len(finished) >= beams and best_finished >= max(keep_scores) / (step + 1) ** length_penalty):
+                break
+            rows = torch.tensor(keep_rows, device=memory.device)
+            sequences = torch.cat([sequences[rows], torch.tensor(keep_tokens, device=memory.device)[:, None]], 1)
+            scores = torch.tensor(keep_scores, device=memory.device)
+            if use_cache:  # follow the kept beams (the cross-attention cache is the same on every row)
+                for cache in caches:
+                    for part in cache.values():
+                        part["k"], part["v"] = part["k"][rows], part["v"][rows]
+        if not finished:
+            finished = [(float(s) / max(1, sequences.shape[1] - 1) ** length_penalty, seq.tolist()[1:])
+                        for s, seq in zip(scores, sequences)]
+        return max(finished, key=lambda f: f[0])[1]
+
+
+def _strip(tokens: list[int], eos: int) -> list[int]:
+    return tokens[:tokens.index(eos)] if eos in tokens else tokens
+
+
+class SpanQAHead(nn.Module):
+    """Extractive QA: start and end logits per subword; the answer is the best-scoring span
+    inside the context (``context_mask``), at most ``max_answer`` subwords long."""
+
+    def __init__(self, hidden: int, max_answer: int = 30):
+        super().__init__()
+        self.proj = nn.Linear(hidden, 2)
+        self.max_answer = max_answer
+
+    def forward(self, states: torch.Tensor, context_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        start, end = self.proj(states).unbind(-1)
+        blocked = ~context_mask.bool()
+        return start.masked_fill(blocked, -1e4), end.masked_fill(blocked, -1e4)
+
+    def loss(self, states, context_mask, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        start, end = self(states, context_mask)
+        return (F.cross_entropy(start, starts) + F.cross_entropy(end, ends)) / 2
+
+    @torch.no_grad()
+    def decode(self, states, context_mask) -> list[tuple[int, int]]:
+        """The best (start, end) subword positions per input, end >= start."""
+        start, end = self(states, context_mask)
+        n = start.shape[1]
+        pair = start[:, :, None] + end[:, None, :]  # (batch, start, end)
+        allowed = torch.ones(n, n, dtype=torch.bool).triu().tril(self.max_answer - 1)
+        pair = pair.masked_fill(~allowed, -torch.inf)
+        best = pair.flatten(1).argmax(-1)
+        return [(int(b) // n, int(b) % n) for b in best]

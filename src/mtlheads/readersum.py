@@ -1,0 +1,311 @@
+"""QA and summarisation on one encoder (Geva et al., 2021, READERSUM): data, training, evaluation.
+
+The model is a shared encoder with an extractive QA head (``SpanQAHead``) and a summarisation
+head (``GenerativeHead``). QA inputs are ``question [SEP] context``; summarisation inputs are
+the document alone. Training batches mix the two tasks: one encoder pass over the batch, each
+example's states go to its own head and loss. The control is the same architecture trained on
+summarisation only. At evaluation the summarisation head is also given SQuAD inputs it never
+saw in training (``question [SEP] context``, and the context alone): its non-target outputs.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mtlheads import cache
+from mtlheads.data import scitldr, squad
+from mtlheads.encoder import load_encoder
+from mtlheads.heads import GenerativeHead, SpanQAHead
+
+TASKS = ("qa", "summ")
+
+
+@dataclass(frozen=True)
+class ReaderSumConfig:
+    """One training run. ``tasks`` is ``("qa", "summ")`` (the multi-task model) or ``("summ",)``
+    (the control)."""
+
+    tasks: tuple[str, ...] = TASKS
+    encoder: str = "minilm"
+    seed: int = 1
+    qa_examples: int | None = None  # SQuAD questions from the training articles (None: all)
+    summ_examples: int | None = None  # SciTLDR-A training documents (None: all)
+    epochs: float = 1.0
+    batch_size: int = 16
+    lr: float = 1e-4  # encoder and decoder (both start pretrained)
+    lr_new: float = 1e-3  # the QA projection and the output bias
+    warmup: float = 0.1
+    clip: float = 1.0
+    max_source: int = 256  # subwords of an input
+    max_summary: int = 48  # subwords of a summary, with [CLS] and [SEP]
+    decoder_layers: int = 2
+    eval_share: float = 0.3  # SQuAD articles held out for evaluation
+
+    def __post_init__(self):
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown or "summ" not in self.tasks:
+            raise ValueError(f"tasks must include 'summ' and come from {TASKS}, not {self.tasks!r}")
+
+    @property
+    def label(self) -> str:
+        return "QA + summarisation" if "qa" in self.tasks else "summarisation only"
+
+
+class ReaderSum(nn.Module):
+    def __init__(self, encoder, config: ReaderSumConfig):
+        super().__init__()
+        self.encoder, self.tokenizer = encoder.model, encoder.tokenizer
+        hidden = encoder.hidden_size
+        self.qa = SpanQAHead(hidden)
+        self.summarizer = GenerativeHead(self.encoder, config.decoder_layers, config.max_summary)
+
+    def encode(self, input_ids, attention_mask) -> torch.Tensor:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One encoder pass over a mixed batch; each task's loss over its own rows only."""
+        states = self.encode(batch["input_ids"], batch["attention_mask"])
+        out = {}
+        qa_rows = batch["is_qa"].nonzero().squeeze(-1)
+        if len(qa_rows):
+            out["qa"] = self.qa.loss(states[qa_rows], batch["context_mask"][qa_rows], batch["starts"][qa_rows],
+                                     batch["ends"][qa_rows])
+        summ_rows = (~batch["is_qa"]).nonzero().squeeze(-1)
+        if len(summ_rows):
+            out["summ"] = self.summarizer.loss(batch["targets"][summ_rows], states[summ_rows],
+                                               batch["attention_mask"][summ_rows], self.tokenizer.pad_token_id)
+        return out
+
+
+# Examples ---------------------------------------------------------------------------------------
+
+def qa_example(tokenizer, question: dict, max_source: int) -> dict | None:
+    """Token ids of ``question [SEP] context`` with the first answer's subword span; None when
+    truncation cuts the answer off."""
+    enc = tokenizer(question["question"], question["context"], truncation="only_second", max_length=max_source,
+                    return_offsets_mapping=True)
+    start_char = question["answer_start"]
+    end_char = start_char + len(question["answers"][0])
+    sequence = enc.sequence_ids()
+    start = end = None
+    for i, ((a, b), s) in enumerate(zip(enc["offset_mapping"], sequence)):
+        if s != 1:
+            continue
+        if start is None and a <= start_char < b:
+            start = i
+        if a < end_char <= b:
+            end = i
+    if start is None or end is None or end < start:
+        return None
+    return {"input_ids": enc["input_ids"], "context_mask": [s == 1 for s in sequence], "start": start, "end": end,
+            "task": "qa"}
+
+
+def summ_example(tokenizer, document: str, summary: str, max_source: int, max_summary: int) -> dict:
+    source = tokenizer(document, truncation=True, max_length=max_source)["input_ids"]
+    target = tokenizer(summary, truncation=True, max_length=max_summary)["input_ids"]
+    return {"input_ids": source, "target": target, "task": "summ"}
+
+
+def collate(examples: list[dict], pad_id: int) -> dict:
+    """Pad a mixed list of QA and summarisation examples into one batch."""
+    n = len(examples)
+    width = max(len(e["input_ids"]) for e in examples)
+    target_width = max([len(e["target"]) for e in examples if e["task"] == "summ"], default=2)
+    batch = {"input_ids": torch.full((n, width), pad_id), "attention_mask": torch.zeros(n, width, dtype=torch.bool),
+             "context_mask": torch.zeros(n, width, dtype=torch.bool), "starts": torch.zeros(n, dtype=torch.long),
+             "ends": torch.zeros(n, dtype=torch.long), "targets": torch.full((n, target_width), pad_id),
+             "is_qa": torch.tensor([e["task"] == "qa" for e in examples])}
+    for i, e in enumerate(examples):
+        ids = torch.tensor(e["input_ids"])
+        batch["input_ids"][i, :len(ids)] = ids
+        batch["attention_mask"][i, :len(ids)] = True
+        if e["task"] == "qa":
+            batch["context_mask"][i, :len(ids)] = torch.tensor(e["context_mask"])
+            batch["starts"][i], batch["ends"][i] = e["start"], e["end"]
+        else:
+            batch["targets"][i, :len(e["target"])] = torch.tensor(e["target"])
+    return batch
+
+
+def squad_parts(config: ReaderSumConfig) -> tuple[list[dict], list[dict]]:
+    return squad.split_by_article(squad.load(), config.eval_share)
+
+
+def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
+    rng = random.Random(config.seed)
+    examples = []
+    docs = scitldr.load("train")
+    rng.shuffle(docs)
+    for d in docs[:config.summ_examples]:
+        examples.append(summ_example(tokenizer, d["document"], d["summaries"][0], config.max_source, config.max_summary))
+    if "qa" in config.tasks:
+        train_questions = squad_parts(config)[0]
+        rng.shuffle(train_questions)
+        made = (qa_example(tokenizer, q, config.max_source) for q in train_questions)
+        qa = [e for e in made if e is not None]
+        examples += qa[:config.qa_examples]
+    rng.shuffle(examples)
+    return examples
+
+
+# Training ---------------------------------------------------------------------------------------
+
+@dataclass
+class ReaderSumResult:
+    config: ReaderSumConfig
+    steps: int = 0
+    train_seconds: float = 0.0
+    examples: dict = field(default_factory=dict)  # per task
+    losses: list = field(default_factory=list)  # (step, {task: loss})
+    state_dict: dict | None = None
+
+
+def build(config: ReaderSumConfig, encoder=None) -> ReaderSum:
+    torch.manual_seed(config.seed)
+    return ReaderSum(encoder if encoder is not None else load_encoder(config.encoder), config)
+
+
+def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> ReaderSumResult:
+    model = build(config, encoder)
+    examples = training_examples(config, model.tokenizer)
+    rng = random.Random(config.seed)
+    batches_per_epoch = -(-len(examples) // config.batch_size)
+    total = max(1, round(config.epochs * batches_per_epoch))
+    new = list(model.qa.parameters()) + [model.summarizer.output_bias]
+    new_ids = {id(p) for p in new}
+    pretrained = [p for p in model.parameters() if id(p) not in new_ids]
+    optimizer = torch.optim.AdamW([{"params": pretrained, "lr": config.lr}, {"params": new, "lr": config.lr_new}],
+                                  fused=True)
+    warmup = max(1, int(config.warmup * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    result = ReaderSumResult(config, examples={t: sum(e["task"] == t for e in examples) for t in config.tasks})
+    model.train()
+    start = time.perf_counter()
+    order: list[int] = []
+    bar = tqdm(range(1, total + 1), desc=config.label, disable=not progress)
+    for step in bar:
+        if not order:
+            order = list(range(len(examples)))
+            rng.shuffle(order)
+        chosen, order = order[:config.batch_size], order[config.batch_size:]
+        losses = model.losses(collate([examples[i] for i in chosen], model.tokenizer.pad_token_id))
+        loss = sum(losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        optimizer.step()
+        schedule.step()
+        result.losses.append((step, {t: float(v.detach()) for t, v in losses.items()}))
+        bar.set_postfix({t: f"{float(v):.2f}" for t, v in losses.items()})
+    result.steps = total
+    result.train_seconds = time.perf_counter() - start
+    result.state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return result
+
+
+def code_modules() -> list:
+    import sys
+
+    from mtlheads import encoder, heads
+    from mtlheads.data import scitldr as scitldr_module
+    from mtlheads.data import squad as squad_module
+
+    return [sys.modules[__name__], encoder, heads, scitldr_module, squad_module]
+
+
+def train_cached(config: ReaderSumConfig, progress: bool = True) -> ReaderSumResult:
+    return cache.cached("readersum", asdict(config), lambda: train(config, progress), modules=code_modules())
+
+
+def load(result: ReaderSumResult) -> ReaderSum:
+    model = build(result.config)
+    model.load_state_dict(result.state_dict)
+    model.eval()
+    return model
+
+
+# Inference --------------------------------------------------------------------------------------
+
+def _batches(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+@torch.no_grad()
+def summarize(model: ReaderSum, inputs: list[tuple[str, str | None]], max_source: int, max_new: int = 40,
+              beams: int = 1, batch_size: int = 16, progress: bool = True, desc: str = "summaries") -> list[str]:
+    """Summaries of ``(text, None)`` (a document alone) or ``(question, context)`` inputs."""
+    tok = model.tokenizer
+    out: list[str | None] = [None] * len(inputs)
+    # Documents alone and (question, context) pairs are tokenised apart; the order is kept.
+    groups = [[i for i, (_, b) in enumerate(inputs) if b is None], [i for i, (_, b) in enumerate(inputs) if b is not None]]
+    chunks = [chunk for group in groups for chunk in _batches(group, batch_size)]
+    for chunk in tqdm(chunks, desc=desc, disable=not progress, leave=False):
+        firsts = [inputs[i][0] for i in chunk]
+        if inputs[chunk[0]][1] is None:
+            enc = tok(firsts, truncation=True, max_length=max_source, padding=True, return_tensors="pt")
+        else:
+            enc = tok(firsts, [inputs[i][1] for i in chunk], truncation="only_second", max_length=max_source,
+                      padding=True, return_tensors="pt")
+        states = model.encode(enc["input_ids"], enc["attention_mask"])
+        ids = model.summarizer.generate(states, enc["attention_mask"].bool(), tok.cls_token_id, tok.sep_token_id,
+                                        max_new=max_new, beams=beams)
+        for i, text in zip(chunk, tok.batch_decode(ids, skip_special_tokens=True)):
+            out[i] = text
+    return out
+
+
+@torch.no_grad()
+def answer(model: ReaderSum, questions: list[dict], max_source: int, batch_size: int = 32,
+           progress: bool = True) -> list[str]:
+    """The QA head's answer text per SQuAD question (character span of the context)."""
+    tok = model.tokenizer
+    out: list[str] = []
+    for chunk in tqdm(list(_batches(questions, batch_size)), desc="answers", disable=not progress, leave=False):
+        enc = tok([q["question"] for q in chunk], [q["context"] for q in chunk], truncation="only_second",
+                  max_length=max_source, padding=True, return_offsets_mapping=True, return_tensors="pt")
+        context_mask = torch.tensor([[s == 1 for s in enc.sequence_ids(i)] for i in range(len(chunk))])
+        states = model.encode(enc["input_ids"], enc["attention_mask"])
+        for i, (s, e) in enumerate(model.qa.decode(states, context_mask)):
+            offsets = enc["offset_mapping"][i]
+            out.append(chunk[i]["context"][int(offsets[s][0]):int(offsets[e][1])])
+    return out
+
+
+def paired_questions(questions: list[dict], contexts: int, seed: int = 0) -> list[tuple[dict, dict]]:
+    """Up to ``contexts`` pairs of questions on the same context, with different gold answers."""
+    by_context: dict[str, list[dict]] = {}
+    for q in questions:
+        by_context.setdefault(q["context"], []).append(q)
+    pairs = []
+    for qs in by_context.values():
+        for a in qs:
+            b = next((b for b in qs if b is not a and not set(map(str.lower, a["answers"])) & set(map(str.lower, b["answers"]))), None)
+            if b is not None:
+                pairs.append((a, b))
+                break
+    random.Random(seed).shuffle(pairs)
+    return pairs[:contexts]
+
+
+def query_focus_table(summaries_q: list[str], summaries_ctx: list[str], questions: list[dict]) -> dict[str, np.ndarray]:
+    """Per question: answer in the query summary / in the context-only summary, question overlap,
+    and summary length in words."""
+    from mtlheads import metrics
+
+    return {
+        "answer_in_summary": np.array([metrics.contains_answer(s, q["answers"]) for s, q in zip(summaries_q, questions)], dtype=float),
+        "answer_in_context_summary": np.array([metrics.contains_answer(s, q["answers"]) for s, q in zip(summaries_ctx, questions)], dtype=float),
+        "question_overlap": np.array([metrics.question_overlap(s, q["question"]) for s, q in zip(summaries_q, questions)]),
+        "context_question_overlap": np.array([metrics.question_overlap(s, q["question"]) for s, q in zip(summaries_ctx, questions)]),
+        "words": np.array([len(s.split()) for s in summaries_q], dtype=float),
+    }

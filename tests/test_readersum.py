@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+from mtlheads import metrics, readersum
+from mtlheads.data import scitldr, squad
+
+
+def test_squad_split_keeps_every_article_on_one_side():
+    questions = squad.load()
+    assert len(questions) == 10570
+    train, held_out = squad.split_by_article(questions, eval_share=0.3)
+    assert len(train) + len(held_out) == len(questions)
+    assert not {q["title"] for q in train} & {q["title"] for q in held_out}
+    assert len({q["title"] for q in held_out}) == round(0.3 * 48)
+    assert squad.split_by_article(questions, 0.3)[1] == held_out  # the same split every time
+
+
+def test_scitldr_test_documents_have_one_or_more_summaries():
+    test = scitldr.load("test")
+    assert len(test) == 618 and all(d["document"] and d["summaries"] for d in test)
+    with pytest.raises(ValueError, match="'validation'.*train, dev, test"):
+        scitldr.load("validation")
+
+
+def test_squad_measures_follow_the_official_normalisation():
+    assert metrics.normalize_answer("The  Eiffel Tower!") == "eiffel tower"
+    assert metrics.exact_match("the Eiffel tower", ["Eiffel Tower", "Paris"]) == 1.0
+    assert metrics.token_f1("in Paris France", ["Paris"]) == pytest.approx(2 * (1 / 3) * 1 / (1 / 3 + 1))
+    assert metrics.squad_scores(["Denver Broncos", "a cat"], [["Denver Broncos"], ["dog"]]) == {
+        "exact_match": 50.0, "f1": 50.0}
+
+
+def test_answer_containment_needs_whole_tokens():
+    assert metrics.contains_answer("It began in October 1973, in Cairo.", ["october 1973"])
+    assert not metrics.contains_answer("It was the 19733rd try.", ["1973"])
+    assert not metrics.contains_answer("anything", ["the"])  # an answer that normalises to nothing
+
+
+def test_rouge_l_based_query_sensitivity_is_symmetric_and_zero_for_identical_summaries():
+    a, b = "the model learns heads for each task", "heads learn a model"
+    assert metrics.query_sensitivity(a, a) == pytest.approx(0.0)
+    assert metrics.query_sensitivity(a, b) == pytest.approx(metrics.query_sensitivity(b, a))
+    assert 0.0 < metrics.query_sensitivity(a, b) < 1.0
+    assert metrics.rouge("the cat sat", ["a dog ran", "the cat sat"])["rougeL"] == pytest.approx(1.0)
+
+
+def test_question_overlap_counts_content_words_only():
+    assert metrics.content_words("When did the oil crisis begin?") == {"oil", "crisis", "begin"}
+    assert metrics.question_overlap("The oil crisis of 1973", "When did the oil crisis begin?") == pytest.approx(2 / 3)
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    low, high = metrics.bootstrap_interval([0, 1] * 50)
+    assert low < 0.5 < high and high - low < 0.3
+
+
+def test_qa_examples_point_at_the_answer_subwords(tiny):
+    question = squad.load()[0]
+    example = readersum.qa_example(tiny.tokenizer, question, max_source=256)
+    span = tiny.tokenizer.decode(example["input_ids"][example["start"]:example["end"] + 1])
+    assert span == question["answers"][0].lower()
+    assert all(example["context_mask"][example["start"]:example["end"] + 1])
+    far = dict(question, answer_start=len(question["context"]) - len(question["answers"][0]))
+    assert readersum.qa_example(tiny.tokenizer, far, max_source=24) is None  # truncated away
+
+
+def test_a_mixed_batch_sends_each_example_to_its_own_head_and_loss(tiny):
+    config = readersum.ReaderSumConfig(decoder_layers=1, max_summary=24)
+    model = readersum.build(config, encoder=tiny)
+    model.eval()
+    tok = model.tokenizer
+    qa = [e for e in (readersum.qa_example(tok, q, 64) for q in squad.load()[:40]) if e is not None][:3]
+    assert len(qa) == 3
+    docs = scitldr.load("dev")[:2]
+    summ = [readersum.summ_example(tok, d["document"], d["summaries"][0], 64, 24) for d in docs]
+    mixed = model.losses(readersum.collate([qa[0], summ[0], qa[1], summ[1], qa[2]], tok.pad_token_id))
+    qa_only = model.losses(readersum.collate(qa, tok.pad_token_id))
+    summ_only = model.losses(readersum.collate(summ, tok.pad_token_id))
+    assert set(qa_only) == {"qa"} and set(summ_only) == {"summ"}
+    assert torch.allclose(mixed["qa"], qa_only["qa"], atol=1e-5)
+    assert torch.allclose(mixed["summ"], summ_only["summ"], atol=1e-5)
+
+
+def test_controls_must_summarise_and_unknown_tasks_are_named():
+    with pytest.raises(ValueError, match="'ner'"):
+        readersum.ReaderSumConfig(tasks=("summ", "ner"))
+    with pytest.raises(ValueError, match="include 'summ'"):
+        readersum.ReaderSumConfig(tasks=("qa",))
+
+
+def test_summarize_keeps_the_order_of_mixed_inputs(tiny):
+    model = readersum.build(readersum.ReaderSumConfig(decoder_layers=1, max_summary=12), encoder=tiny)
+    model.eval()
+    q = squad.load()[0]
+    inputs = [(q["context"], None), (q["question"], q["context"]), ("another document", None)]
+    mixed = readersum.summarize(model, inputs, max_source=64, max_new=5, progress=False)
+    alone = [readersum.summarize(model, [x], max_source=64, max_new=5, progress=False)[0] for x in inputs]
+    assert mixed == alone
