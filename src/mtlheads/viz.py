@@ -117,8 +117,12 @@ def head_maps(maps: dict[str, np.ndarray], ncols: int = 3, vmin: float = 0.0, vm
     """A grid of (layers, heads) maps with one shared colour scale."""
     nrows = -(-len(maps) // ncols)
     fig, axes = subplots(ncols=ncols, nrows=nrows, height=2.0 * nrows)
-    for ax, (name, values) in zip(axes.flat, maps.items()):
+    for i, (ax, (name, values)) in enumerate(zip(axes.flat, maps.items())):
         head_heatmap(values, ax, title=name, vmin=vmin, vmax=vmax, cbar=False)
+        if i % ncols:  # axis names once per row and column, so neighbours do not overlap
+            ax.set_ylabel("")
+        if i < len(maps) - ncols:
+            ax.set_xlabel("")
     for ax in list(axes.flat)[len(maps):]:
         ax.axis("off")
     fig.colorbar(axes.flat[0].collections[0], ax=axes, shrink=0.6, label=title)
