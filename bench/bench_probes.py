@@ -62,7 +62,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=100)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     sentences = corpus_split(ewt5.load(), "test", args.sentences)
     encoder = load_encoder("minilm")
 

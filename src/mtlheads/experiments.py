@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
+
 import numpy as np
 import pandas as pd
 
+from mtlheads import cache, probes
+from mtlheads.data import ewt5
 from mtlheads.data.ewt5 import TASKS
+from mtlheads.encoder import load_encoder
+from mtlheads.gates import OPEN_THRESHOLD, evaluation_gates
 from mtlheads.tasks import TASK_CLASSES
-from mtlheads.train import TrainConfig, TrainResult, train_cached
+from mtlheads.train import TrainConfig, TrainResult, code_modules, corpus_split, load_model, train_cached
 
 SCALE_KNOBS = ("train_sentences", "dev_sentences", "test_sentences", "epochs", "evaluations", "patience",
                "batch_size")
@@ -107,8 +113,6 @@ def gate_configs(knobs: dict) -> list[TrainConfig]:
 
 def ungated_twin(config: TrainConfig) -> TrainConfig:
     """Chapter 2's run with the same tasks, seed, scale and mode, without gates."""
-    from dataclasses import replace
-
     return replace(config, gate_lambda=None, lr_encoder=TrainConfig.lr_encoder, lr_gates=TrainConfig.lr_gates)
 
 
@@ -120,15 +124,11 @@ def pruning_curve_configs(knobs: dict) -> list[TrainConfig]:
 
 def gate_values(result: TrainResult) -> np.ndarray:
     """Evaluation-time gate values (layers, heads) of a gated run."""
-    from mtlheads.gates import evaluation_gates
-
     return evaluation_gates(result.state_dict["gates.log_alpha"].float()).numpy()
 
 
 def kept_heads(result: TrainResult) -> np.ndarray:
     """Boolean (layers, heads): the heads a gated run keeps open (gate > 1e-3)."""
-    from mtlheads.gates import OPEN_THRESHOLD
-
     return gate_values(result) > OPEN_THRESHOLD
 
 
@@ -154,7 +154,7 @@ def overlap_test(kept: dict[str, np.ndarray], permutations: int = 10000, seed: i
     stat = int(pairs(observed))
     return {
         "observed": np.bincount(observed, minlength=n_tasks + 1),
-        "null_mean": np.stack([np.bincount(k, minlength=n_tasks + 1) for k in per_head_null]).mean(0),
+        "null_mean": (per_head_null[..., None] == np.arange(n_tasks + 1)).sum(1).mean(0),
         "k_star": k_star,
         "shared": int((observed >= k_star).sum()),
         "shared_null_mean": float((per_head_null >= k_star).sum(-1).mean()),
@@ -206,13 +206,6 @@ def probe_models(knobs: dict) -> dict[tuple[str, int], TrainConfig | None]:
 def probe_cached(config: TrainConfig | None, knobs: dict, corpus=None, progress: bool = True) -> dict:
     """Every probe of one encoder (``None``: the pretrained one) on the test sentences, with
     centroids also fit on the first ``probe_fit_sentences`` training sentences; cached."""
-    from dataclasses import asdict
-
-    from mtlheads import cache, probes
-    from mtlheads.data import ewt5
-    from mtlheads.encoder import load_encoder
-    from mtlheads.train import code_modules, corpus_split, load_model
-
     corpus = corpus if corpus is not None else ewt5.load()
     what = {"model": asdict(config) if config is not None else {PRETRAINED: knobs["encoder"]},
             "test_sentences": knobs["probe_test_sentences"], "fit_sentences": knobs["probe_fit_sentences"]}
@@ -230,7 +223,7 @@ def probe_cached(config: TrainConfig | None, knobs: dict, corpus=None, progress:
         return probes.probe_all(test, fit)
 
     return cache.cached("probe", what, compute, data_version=ewt5.data_version(),
-                        modules=code_modules() + [probes], )
+                        modules=code_modules() + [probes])
 
 
 def probe_all_models(knobs: dict, corpus=None) -> dict[tuple[str, int], dict]:
@@ -241,8 +234,6 @@ def probe_all_models(knobs: dict, corpus=None) -> dict[tuple[str, int], dict]:
 def best_head_table(probed: dict[tuple[str, int], dict], variant_of=None, min_count: int = 1) -> pd.DataFrame:
     """Long table: per model, seed, task and label, the best head and its accuracy (the task's
     main probe variant unless ``variant_of(task)`` says otherwise)."""
-    from mtlheads import probes
-
     variant_of = variant_of or probes.main_variant
     frames = []
     for (setting_name, seed), results in probed.items():
@@ -267,10 +258,16 @@ def own_setting(model: str, task: str) -> str | None:
     return None
 
 
+def with_settings(best: pd.DataFrame) -> pd.DataFrame:
+    """``best_head_table`` rows with their ``own_setting`` column; rows of no setting dropped."""
+    settings = [own_setting(m, t) for m, t in zip(best["model"], best["task"])]
+    return best.assign(setting=settings).dropna(subset=["setting"])
+
+
 def label_deltas(best: pd.DataFrame) -> pd.DataFrame:
     """Per task and label: each setting's best-head accuracy (mean over seeds), its standard
     deviation, and its difference to STL. ``best`` is ``best_head_table``'s output."""
-    best = best.assign(setting=[own_setting(m, t) for m, t in zip(best["model"], best["task"])]).dropna(subset=["setting"])
+    best = with_settings(best)
     stats = best.groupby(["task", "label", "setting"])["accuracy"].agg(["mean", "std"]).reset_index()
     wide = stats.pivot(index=["task", "label"], columns="setting", values=["mean", "std"])
     counts = best.groupby(["task", "label"])["count"].first()

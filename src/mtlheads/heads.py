@@ -79,12 +79,12 @@ class DecoderLayer(nn.Module):
         self.ffn_norm.load_state_dict(layer.output.LayerNorm.state_dict())
         return self
 
-    def forward(self, x, memory, memory_mask, self_mask=None, cache: dict | None = None) -> torch.Tensor:
+    def forward(self, x, memory, memory_mask, cache: dict | None = None) -> torch.Tensor:
         self_cache = cross_cache = None
         if cache is not None:
             self_cache, cross_cache = cache.setdefault("self", {}), cache.setdefault("cross", {})
         causal = cache is None or "k" not in self_cache  # a cached step attends to all that came before
-        x = self.self_norm(x + self.dropout(self.self_attention(x, x, self_mask, causal=causal, cache=self_cache)))
+        x = self.self_norm(x + self.dropout(self.self_attention(x, x, causal=causal, cache=self_cache)))
         x = self.cross_norm(x + self.dropout(self.cross_attention(x, memory, memory_mask, cache=cross_cache,
                                                                    static=True)))
         return self.ffn_norm(x + self.dropout(self.ffn_out(F.gelu(self.ffn_in(x)))))
@@ -181,7 +181,9 @@ class GenerativeHead(nn.Module):
                     length = step + 1
                     finished.append((score / length ** length_penalty, sequences[row].tolist()[1:]))
                 else:
-                    keep_rows.append(row), keep_tokens.append(token), keep_scores.append(score)
+                    keep_rows.append(row)
+                    keep_tokens.append(token)
+                    keep_scores.append(score)
                 if len(keep_rows) == beams:
                     break
             best_finished = max((s for s, _ in finished), default=-math.inf)

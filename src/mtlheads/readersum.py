@@ -10,11 +10,11 @@ saw in training (``question [SEP] context``, and the context alone): its non-tar
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -150,8 +150,8 @@ def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
         train_questions = squad_parts(config)[0]
         rng.shuffle(train_questions)
         made = (qa_example(tokenizer, q, config.max_source) for q in train_questions)
-        qa = [e for e in made if e is not None]
-        examples += qa[:config.qa_examples]
+        # Tokenise only as many questions as are used: stop once enough examples are kept.
+        examples += list(itertools.islice((e for e in made if e is not None), config.qa_examples))
     rng.shuffle(examples)
     return examples
 
@@ -279,33 +279,3 @@ def answer(model: ReaderSum, questions: list[dict], max_source: int, batch_size:
             offsets = enc["offset_mapping"][i]
             out.append(chunk[i]["context"][int(offsets[s][0]):int(offsets[e][1])])
     return out
-
-
-def paired_questions(questions: list[dict], contexts: int, seed: int = 0) -> list[tuple[dict, dict]]:
-    """Up to ``contexts`` pairs of questions on the same context, with different gold answers."""
-    by_context: dict[str, list[dict]] = {}
-    for q in questions:
-        by_context.setdefault(q["context"], []).append(q)
-    pairs = []
-    for qs in by_context.values():
-        for a in qs:
-            b = next((b for b in qs if b is not a and not set(map(str.lower, a["answers"])) & set(map(str.lower, b["answers"]))), None)
-            if b is not None:
-                pairs.append((a, b))
-                break
-    random.Random(seed).shuffle(pairs)
-    return pairs[:contexts]
-
-
-def query_focus_table(summaries_q: list[str], summaries_ctx: list[str], questions: list[dict]) -> dict[str, np.ndarray]:
-    """Per question: answer in the query summary / in the context-only summary, question overlap,
-    and summary length in words."""
-    from mtlheads import metrics
-
-    return {
-        "answer_in_summary": np.array([metrics.contains_answer(s, q["answers"]) for s, q in zip(summaries_q, questions)], dtype=float),
-        "answer_in_context_summary": np.array([metrics.contains_answer(s, q["answers"]) for s, q in zip(summaries_ctx, questions)], dtype=float),
-        "question_overlap": np.array([metrics.question_overlap(s, q["question"]) for s, q in zip(summaries_q, questions)]),
-        "context_question_overlap": np.array([metrics.question_overlap(s, q["question"]) for s, q in zip(summaries_ctx, questions)]),
-        "words": np.array([len(s.split()) for s in summaries_q], dtype=float),
-    }
