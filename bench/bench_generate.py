@@ -1,7 +1,8 @@
 """Generation throughput of the summarisation head: greedy and beam search, with and without
 cached keys/values, in the same run on the same SciTLDR-A test abstracts.
 
-The head is freshly initialised from MiniLM (GenBERT-style; speed does not depend on training).
+The head is chapter 7's (copying, restricted output vocabulary), freshly initialised from MiniLM
+(GenBERT-style; speed does not depend on training).
 Cached and recomputed decoding produce the same tokens (tests/test_heads.py), so each pair of
 rows does the same work in a different way.
 
@@ -40,7 +41,7 @@ def main() -> None:
         for use_cache in (True, False):
             start = time.perf_counter()
             out = model.summarizer.generate(states, mask, tok.cls_token_id, never, max_new=args.max_new, beams=beams,
-                                            use_cache=use_cache)
+                                            use_cache=use_cache, source=enc["input_ids"])
             seconds = time.perf_counter() - start
             rows[(beams, use_cache)] = (seconds, sum(len(o) for o in out))
     print(f"{args.documents} abstracts, {args.max_new} tokens each, encoder pass excluded:")

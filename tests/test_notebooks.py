@@ -63,13 +63,33 @@ RANGES = {
         "ch5_claim_change_p": (0.0, 1.0),
         "ch5_heads": (72, 72),
     },
+    "07_query_summaries": {
+        "ch7_seeds": (1, 1),
+        "ch7_qa_examples": (24, 24),
+        "ch7_summ_examples": (24, 24),
+        "ch7_multi_steps": (6, 6),  # 48 mixed examples, batches of 8
+        "ch7_control_steps": (3, 3),
+        "ch7_output_vocab": (2000, 2000),
+        "ch7_held_out_questions": (2500, 3700),  # 30% of SQuAD dev's 48 articles
+        **{f"ch7_{m}_{r}": (0.0, 100.0) for m in ("multi", "control") for r in ("rouge1", "rouge2", "rougeL")},
+        "ch7_qa_em": (0.0, 100.0),
+        "ch7_qa_f1": (0.0, 100.0),
+        "ch7_passages": (6, 6),
+        **{f"ch7_{e}{b}": (-100.0, 100.0) for e in ("multi_ask", "control_ask", "multi_focus", "control_focus",
+                                                   "recall_gap", "contains_gap", "focus_gap", "sensitivity_gap")
+           for b in ("", "_low", "_high")},
+        **{f"ch7_{m}_{x}": (0.0, 100.0) for m in ("multi", "control")
+           for x in ("contains_ask", "contains_alone", "sensitivity")},
+    },
 }
 WORDS = {"ch2_verdict": {"holds", "does not hold"},
          "ch3_shared_verdict": {"more", "not significantly more"},
          "ch3_middle_verdict": {"a middle layer", "not a middle layer"},
          "ch4_stl_verdict": {"holds", "does not hold"},
          **{f"ch5_{v}_verdict": {"holds", "does not hold"} for v in ("stl", "mtl", "pos")},
-         "ch5_largest_drop_task": {"POS", "NER", "DEP", "CON", "SRL"}}
+         "ch5_largest_drop_task": {"POS", "NER", "DEP", "CON", "SRL"},
+         **{f"ch7_{v}_verdict": {"holds", "is not shown", "is reversed"} for v in ("focus", "recall")},
+         "ch7_sensitivity_word": {"less", "more"}}
 
 
 def test_toc_names_only_existing_files():

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -28,6 +30,12 @@ def test_squad_measures_follow_the_official_normalisation():
     assert metrics.token_f1("in Paris France", ["Paris"]) == pytest.approx(2 * (1 / 3) * 1 / (1 / 3 + 1))
     assert metrics.squad_scores(["Denver Broncos", "a cat"], [["Denver Broncos"], ["dog"]]) == {
         "exact_match": 50.0, "f1": 50.0}
+
+
+def test_answer_recall_counts_content_words_of_the_best_answer():
+    assert metrics.answer_recall("prices rose in 1973", ["October 1973", "1973"]) == 1.0
+    assert metrics.answer_recall("prices rose in October", ["October 1973"]) == 0.5
+    assert math.isnan(metrics.answer_recall("anything", ["the", "of it"]))
 
 
 def test_answer_containment_needs_whole_tokens():
@@ -96,3 +104,44 @@ def test_summarize_keeps_the_order_of_mixed_inputs(tiny):
     mixed = readersum.summarize(model, inputs, max_source=64, max_new=5, progress=False)
     alone = [readersum.summarize(model, [x], max_source=64, max_new=5, progress=False)[0] for x in inputs]
     assert mixed == alone
+
+
+def test_paired_questions_take_two_questions_with_different_answers_from_one_passage():
+    held_out = squad.split_by_article(squad.load(), 0.3)[1]
+    pairs = readersum.paired_questions(held_out, contexts=30, seed=0)
+    assert len(pairs) == 30 and len({p["context"] for p in pairs}) == 30
+    for p in pairs:
+        a, b = p["questions"]
+        assert a["context"] == b["context"] == p["context"] and a["id"] != b["id"]
+        x, y = (metrics.normalize_answer(q["answers"][0]) for q in (a, b))
+        assert x not in y and y not in x
+    assert readersum.paired_questions(held_out, contexts=30, seed=0) == pairs
+    same = [dict(held_out[0], id="x"), dict(held_out[0], id="y")]  # one answer twice: no pair
+    assert readersum.paired_questions(same, contexts=None) == []
+
+
+def test_query_focus_measures_each_summary_against_its_own_and_the_other_answer(tiny, monkeypatch):
+    model = readersum.build(readersum.ReaderSumConfig(decoder_layers=1, max_summary=12), encoder=tiny)
+    model.eval()
+    pairs = readersum.paired_questions(squad.load()[:60], contexts=2, seed=0)
+    answers = [q["answers"][0] for p in pairs for q in p["questions"]]
+
+    def scripted(model, inputs, max_source, **kwargs):  # question inputs: their own answer; passages: nothing
+        return [f"so {answers.pop(0)} it is" if b is not None else "no idea" for _, b in inputs]
+
+    monkeypatch.setattr(readersum, "summarize", scripted)
+    frame = readersum.query_focus(model, pairs, 64, "m", progress=False)
+    asked = frame[frame["input"] == "question + context"]
+    alone = frame[frame["input"] == "context alone"]
+    assert len(asked) == len(alone) == 4
+    assert asked["contains_answer"].all() and (asked["answer_recall"] == 1.0).all()
+    assert (asked["other_answer_recall"] < 1.0).all()
+    assert not alone["contains_answer"].any() and alone["query_sensitivity"].isna().all()
+    assert (asked["query_sensitivity"] > 0).all()
+    effect = readersum.paired_difference(frame, "contains_answer", ("m", "question + context"), ("m", "context alone"))
+    assert effect["difference"] == 100.0 and effect["n"] == 4
+    table = readersum.focus_table(frame)
+    assert table.query("input == 'question + context'").set_index("measure").loc[
+        "contains the gold answer (%)", "mean"] == 100.0
+    with pytest.raises(ValueError, match="'control'.*models \\['m'\\]"):
+        readersum.paired_difference(frame, "contains_answer", ("control", "context alone"), ("m", "context alone"))

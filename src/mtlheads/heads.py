@@ -6,11 +6,17 @@ weights as GenBERT does (Geva et al., 2020): its layers copy the encoder's top l
 cross-attention starts as a copy of the same layer's self-attention), its word embeddings and
 output projection are the encoder's word embeddings (tied). [CLS] starts a sequence, [SEP]
 ends it. Decoding is greedy or beam search, with or without cached keys and values.
+
+With ``copy=True`` the head can also copy source tokens (a pointer-generator, See et al., 2017):
+one attention over the encoder states gives a distribution over the source positions, and a gate
+mixes the copy distribution (the attention summed per token id) with the vocabulary's. An
+``output_vocab`` (token ids) restricts what the head can generate from the vocabulary side, as a
+pointer-generator's fixed vocabulary does; other tokens can only be copied.
 """
 
 from __future__ import annotations
 
-import copy
+from copy import deepcopy
 import math
 
 import torch
@@ -93,7 +99,8 @@ class DecoderLayer(nn.Module):
 class GenerativeHead(nn.Module):
     """A transformer decoder over encoder states, initialised from the encoder (see the module doc)."""
 
-    def __init__(self, encoder_model, num_layers: int = 2, max_length: int = 64):
+    def __init__(self, encoder_model, num_layers: int = 2, max_length: int = 64, copy: bool = False,
+                 output_vocab: torch.Tensor | None = None):
         super().__init__()
         config = encoder_model.config
         top = encoder_model.encoder.layer[-num_layers:]
@@ -103,10 +110,24 @@ class GenerativeHead(nn.Module):
         self.position_embeddings = nn.Embedding(max_length, config.hidden_size)
         self.position_embeddings.weight.data.copy_(embeddings.position_embeddings.weight.data[:max_length])
         self.type_embedding = nn.Parameter(embeddings.token_type_embeddings.weight.data[0].clone())
-        self.norm = copy.deepcopy(embeddings.LayerNorm)
+        self.norm = deepcopy(embeddings.LayerNorm)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.output_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        ids = torch.arange(config.vocab_size) if output_vocab is None else torch.as_tensor(output_vocab).unique()
+        self.register_buffer("output_ids", ids, persistent=False)
+        position = torch.full((config.vocab_size,), -1, dtype=torch.long)
+        position[ids] = torch.arange(len(ids))
+        self.register_buffer("output_position", position, persistent=False)  # -1: not in the output vocabulary
+        self.output_bias = nn.Parameter(torch.zeros(len(ids)))
         self.max_length = max_length
+        self.copy = copy
+        if copy:
+            self.copy_query = nn.Linear(config.hidden_size, config.hidden_size)
+            self.copy_gate = nn.Linear(2 * config.hidden_size, 1)
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """Parameters that do not start from the encoder's weights (they may want a larger learning rate)."""
+        copying = [*self.copy_query.parameters(), *self.copy_gate.parameters()] if self.copy else []
+        return [self.output_bias, *copying]
 
     def embed(self, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
         positions = torch.arange(offset, offset + tokens.shape[1], device=tokens.device)
@@ -116,45 +137,81 @@ class GenerativeHead(nn.Module):
         return self.dropout(self.norm(x))
 
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
-                caches: list[dict] | None = None, offset: int = 0) -> torch.Tensor:
-        """Logits (batch, steps, vocab) for ``tokens`` (batch, steps) given encoder ``memory``
-        (batch, source, hidden) and its padding mask (batch, source), True on real tokens."""
+                caches: list[dict] | None = None, offset: int = 0, source: torch.Tensor | None = None,
+                targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probabilities (batch, steps, vocab) of the next token after each of ``tokens``
+        (batch, steps), given encoder ``memory`` (batch, source, hidden) and its padding mask
+        (batch, source), True on real tokens. A copying head needs the ``source`` token ids
+        (batch, source). With ``targets`` (batch, steps) only their log-probabilities are returned,
+        (batch, steps), without building the copy distribution over the whole vocabulary."""
         x = self.embed(tokens, offset)
         cross_mask = memory_mask[:, None, None, :].bool()
         for i, layer in enumerate(self.layers):
             x = layer(x, memory, cross_mask, cache=caches[i] if caches is not None else None)
-        return x @ self.word_embeddings.weight.T + self.output_bias
+        vocab = (x @ self.word_embeddings.weight[self.output_ids].T + self.output_bias).log_softmax(-1)
+        if targets is not None:
+            position = self.output_position[targets]
+            vocab = vocab.gather(-1, position.clamp_min(0)[..., None]).squeeze(-1).masked_fill(position < 0, -torch.inf)
+        elif len(self.output_ids) < len(self.output_position):
+            full = vocab.new_full((*vocab.shape[:-1], len(self.output_position)), -torch.inf)
+            vocab = full.index_copy_(-1, self.output_ids, vocab)
+        if not self.copy:
+            return vocab
+        if source is None:
+            raise ValueError("a copying GenerativeHead needs the source token ids")
+        scores = self.copy_query(x) @ memory.transpose(1, 2) / math.sqrt(x.shape[-1])  # (batch, steps, source)
+        attention = scores.masked_fill(~memory_mask[:, None, :].bool(), -torch.inf).softmax(-1)
+        gate = torch.sigmoid(self.copy_gate(torch.cat([x, attention @ memory], -1)))  # (batch, steps, 1)
+        if targets is not None:
+            copied = (attention * (source[:, None, :] == targets[..., None])).sum(-1)
+            gate = gate.squeeze(-1)
+        else:
+            copied = torch.zeros_like(vocab).scatter_add_(-1, source[:, None, :].expand_as(attention), attention)
+        return (gate * vocab.exp() + (1 - gate) * copied).clamp_min(1e-12).log()
 
-    def loss(self, targets: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor, pad_id: int) -> torch.Tensor:
+    def loss(self, targets: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor, pad_id: int,
+             source: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced cross-entropy of ``targets`` ([CLS] ... [SEP], padded), mean over real tokens."""
-        logits = self(targets[:, :-1], memory, memory_mask)
-        return F.cross_entropy(logits.flatten(0, 1), targets[:, 1:].flatten(), ignore_index=pad_id)
+        gold = targets[:, 1:]
+        logp = self(targets[:, :-1], memory, memory_mask, source=source, targets=gold)
+        real = gold != pad_id
+        return -torch.where(real, logp, 0.0).sum() / real.sum().clamp_min(1)
 
     @torch.no_grad()
     def generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, bos: int, eos: int, max_new: int = 40,
-                 beams: int = 1, use_cache: bool = True, length_penalty: float = 1.0) -> list[list[int]]:
-        """Token ids per input (without [CLS] and [SEP]): greedy with ``beams=1``, else beam search."""
+                 beams: int = 1, use_cache: bool = True, length_penalty: float = 1.0,
+                 source: torch.Tensor | None = None, no_repeat: int = 0) -> list[list[int]]:
+        """Token ids per input (without [CLS] and [SEP]): greedy with ``beams=1``, else beam search.
+        A copying head needs the ``source`` token ids. ``no_repeat=n`` > 0 never lets an n-gram of
+        tokens occur twice in an output (as fairseq's and transformers' ``no_repeat_ngram_size``)."""
         max_new = min(max_new, self.max_length - 1)
         if beams == 1:
-            return self._greedy(memory, memory_mask, bos, eos, max_new, use_cache)
-        return [self._beam(memory[i:i + 1], memory_mask[i:i + 1], bos, eos, max_new, beams, use_cache, length_penalty)
+            return self._greedy(memory, memory_mask, bos, eos, max_new, use_cache, source, no_repeat)
+        return [self._beam(memory[i:i + 1], memory_mask[i:i + 1], bos, eos, max_new, beams, use_cache, length_penalty,
+                           None if source is None else source[i:i + 1], no_repeat)
                 for i in range(memory.shape[0])]
 
-    def _step(self, sequences, memory, memory_mask, caches, use_cache):
+    def _step(self, sequences, memory, memory_mask, caches, use_cache, source, no_repeat):
         """Next-token log-probabilities (batch, vocab) for the last position of ``sequences``."""
         if use_cache:
-            logits = self(sequences[:, -1:], memory, memory_mask, caches=caches, offset=sequences.shape[1] - 1)
+            logp = self(sequences[:, -1:], memory, memory_mask, caches=caches, offset=sequences.shape[1] - 1,
+                        source=source)
         else:
-            logits = self(sequences, memory, memory_mask)
-        return logits[:, -1].log_softmax(-1)
+            logp = self(sequences, memory, memory_mask, source=source)
+        logp = logp[:, -1]
+        if no_repeat and sequences.shape[1] >= no_repeat:
+            logp = logp.clone()
+            for row, banned in enumerate(_repeating(sequences.tolist(), no_repeat)):
+                logp[row, banned] = -torch.inf
+        return logp
 
-    def _greedy(self, memory, memory_mask, bos, eos, max_new, use_cache):
+    def _greedy(self, memory, memory_mask, bos, eos, max_new, use_cache, source, no_repeat):
         batch = memory.shape[0]
         sequences = torch.full((batch, 1), bos, dtype=torch.long, device=memory.device)
         done = torch.zeros(batch, dtype=torch.bool, device=memory.device)
         caches = [{} for _ in self.layers]
         for _ in range(max_new):
-            next_token = self._step(sequences, memory, memory_mask, caches, use_cache).argmax(-1)
+            next_token = self._step(sequences, memory, memory_mask, caches, use_cache, source, no_repeat).argmax(-1)
             next_token = torch.where(done, torch.full_like(next_token, eos), next_token)
             sequences = torch.cat([sequences, next_token[:, None]], 1)
             done |= next_token == eos
@@ -162,7 +219,7 @@ class GenerativeHead(nn.Module):
                 break
         return [_strip(seq.tolist()[1:], eos) for seq in sequences]
 
-    def _beam(self, memory, memory_mask, bos, eos, max_new, beams, use_cache, length_penalty):
+    def _beam(self, memory, memory_mask, bos, eos, max_new, beams, use_cache, length_penalty, source, no_repeat):
         sequences = torch.full((1, 1), bos, dtype=torch.long, device=memory.device)
         scores = torch.zeros(1, device=memory.device)
         caches = [{} for _ in self.layers]
@@ -170,7 +227,8 @@ class GenerativeHead(nn.Module):
         for step in range(max_new):
             mem = memory.expand(sequences.shape[0], -1, -1)
             mask = memory_mask.expand(sequences.shape[0], -1)
-            logp = self._step(sequences, mem, mask, caches, use_cache)  # (live, vocab)
+            src = None if source is None else source.expand(sequences.shape[0], -1)
+            logp = self._step(sequences, mem, mask, caches, use_cache, src, no_repeat)  # (live, vocab)
             total = (scores[:, None] + logp).flatten()
             top = total.topk(min(2 * beams, total.numel()))
             vocab = logp.shape[1]
@@ -200,6 +258,15 @@ class GenerativeHead(nn.Module):
             finished = [(float(s) / max(1, sequences.shape[1] - 1) ** length_penalty, seq.tolist()[1:])
                         for s, seq in zip(scores, sequences)]
         return max(finished, key=lambda f: f[0])[1]
+
+
+def _repeating(sequences: list[list[int]], n: int) -> list[list[int]]:
+    """Per sequence, the tokens that would complete an n-gram it already contains."""
+    banned = []
+    for seq in sequences:
+        prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+        banned.append([seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == prefix])
+    return banned
 
 
 def _strip(tokens: list[int], eos: int) -> list[int]:

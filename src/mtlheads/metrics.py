@@ -66,6 +66,14 @@ def contains_answer(text: str, answers: list[str]) -> bool:
     return any(f" {normalize_answer(a)} " in padded for a in answers if normalize_answer(a))
 
 
+def answer_recall(text: str, answers: list[str]) -> float:
+    """Best share, over the gold answers, of an answer's content words that ``text`` contains
+    (0 to 1); NaN when no answer has a content word."""
+    found = content_words(text)
+    shares = [len(words & found) / len(words) for words in map(content_words, answers) if words]
+    return max(shares) if shares else float("nan")
+
+
 def content_words(text: str) -> set[str]:
     """Normalised tokens of ``text`` that are not function words."""
     return {w for w in normalize_answer(text).split() if w not in STOPWORDS}

@@ -10,16 +10,19 @@ saw in training (``question [SEP] context``, and the context alone): its non-tar
 
 from __future__ import annotations
 
+import collections
 import itertools
 import random
 import time
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache
+from mtlheads import cache, metrics
 from mtlheads.data import scitldr, squad
 from mtlheads.encoder import load_encoder
 from mtlheads.heads import GenerativeHead, SpanQAHead
@@ -46,6 +49,9 @@ class ReaderSumConfig:
     max_source: int = 256  # subwords of an input
     max_summary: int = 48  # subwords of a summary, with [CLS] and [SEP]
     decoder_layers: int = 2
+    copy: bool = True  # the summariser may copy source tokens (pointer-generator)
+    output_vocab: int | None = 2000  # generate only the most frequent summary tokens (None: all); copy the rest
+    frozen_layers: int = 0  # the embeddings and this many bottom encoder layers are not trained
     eval_share: float = 0.3  # SQuAD articles held out for evaluation
 
     def __post_init__(self):
@@ -64,7 +70,14 @@ class ReaderSum(nn.Module):
         self.encoder, self.tokenizer = encoder.model, encoder.tokenizer
         hidden = encoder.hidden_size
         self.qa = SpanQAHead(hidden)
-        self.summarizer = GenerativeHead(self.encoder, config.decoder_layers, config.max_summary)
+        vocab = None if config.output_vocab is None else summary_vocabulary(self.tokenizer, config.output_vocab)
+        self.summarizer = GenerativeHead(self.encoder, config.decoder_layers, config.max_summary, copy=config.copy,
+                                         output_vocab=vocab)
+        if config.frozen_layers:
+            # Frozen bottom layers build no autograd graph: the backward pass starts above them.
+            self.encoder.embeddings.requires_grad_(False)
+            for layer in self.encoder.encoder.layer[:config.frozen_layers]:
+                layer.requires_grad_(False)
 
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -80,7 +93,8 @@ class ReaderSum(nn.Module):
         summ_rows = (~batch["is_qa"]).nonzero().squeeze(-1)
         if len(summ_rows):
             out["summ"] = self.summarizer.loss(batch["targets"][summ_rows], states[summ_rows],
-                                               batch["attention_mask"][summ_rows], self.tokenizer.pad_token_id)
+                                               batch["attention_mask"][summ_rows], self.tokenizer.pad_token_id,
+                                               source=batch["input_ids"][summ_rows])
         return out
 
 
@@ -106,6 +120,17 @@ def qa_example(tokenizer, question: dict, max_source: int) -> dict | None:
         return None
     return {"input_ids": enc["input_ids"], "context_mask": [s == 1 for s in sequence], "start": start, "end": end,
             "task": "qa"}
+
+
+def summary_vocabulary(tokenizer, size: int) -> torch.Tensor:
+    """Ids of the ``size`` most frequent subwords of the SciTLDR-A training summaries, with
+    [CLS] and [SEP]."""
+    counts = collections.Counter()
+    for document in scitldr.load("train"):
+        for summary in document["summaries"]:
+            counts.update(tokenizer(summary, add_special_tokens=False)["input_ids"])
+    ids = [token for token, _ in counts.most_common(size)] + [tokenizer.cls_token_id, tokenizer.sep_token_id]
+    return torch.tensor(sorted(set(ids)))
 
 
 def summ_example(tokenizer, document: str, summary: str, max_source: int, max_summary: int) -> dict:
@@ -179,9 +204,9 @@ def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> Reade
     rng = random.Random(config.seed)
     batches_per_epoch = -(-len(examples) // config.batch_size)
     total = max(1, round(config.epochs * batches_per_epoch))
-    new = list(model.qa.parameters()) + [model.summarizer.output_bias]
+    new = list(model.qa.parameters()) + model.summarizer.new_parameters()
     new_ids = {id(p) for p in new}
-    pretrained = [p for p in model.parameters() if id(p) not in new_ids]
+    pretrained = [p for p in model.parameters() if id(p) not in new_ids and p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": pretrained, "lr": config.lr}, {"params": new, "lr": config.lr_new}],
                                   fused=True)
     warmup = max(1, int(config.warmup * total))
@@ -204,8 +229,9 @@ def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> Reade
         nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         optimizer.step()
         schedule.step()
-        result.losses.append((step, {t: float(v.detach()) for t, v in losses.items()}))
-        bar.set_postfix({t: f"{float(v):.2f}" for t, v in losses.items()})
+        values = {t: float(v.detach()) for t, v in losses.items()}
+        result.losses.append((step, values))
+        bar.set_postfix({t: f"{v:.2f}" for t, v in values.items()})
     result.steps = total
     result.train_seconds = time.perf_counter() - start
     result.state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -220,6 +246,15 @@ def code_modules() -> list:
     from mtlheads.data import squad as squad_module
 
     return [sys.modules[__name__], encoder, heads, scitldr_module, squad_module]
+
+
+def profile_configs(knobs: dict) -> list[ReaderSumConfig]:
+    """The multi-task model and the control for every seed of a profile (``profiles.load``)."""
+    return [ReaderSumConfig(tasks=tasks, encoder=knobs["encoder"], seed=seed, qa_examples=knobs["readersum_qa_examples"],
+                            summ_examples=knobs["readersum_summ_examples"], epochs=knobs["readersum_epochs"],
+                            batch_size=knobs["readersum_batch_size"], max_source=knobs["readersum_max_source"],
+                            frozen_layers=knobs["readersum_frozen_layers"], lr=knobs["readersum_lr"])
+            for seed in knobs["seeds"] for tasks in (TASKS, ("summ",))]
 
 
 def train_cached(config: ReaderSumConfig, progress: bool = True) -> ReaderSumResult:
@@ -242,8 +277,10 @@ def _batches(items: list, size: int):
 
 @torch.no_grad()
 def summarize(model: ReaderSum, inputs: list[tuple[str, str | None]], max_source: int, max_new: int = 40,
-              beams: int = 1, batch_size: int = 16, progress: bool = True, desc: str = "summaries") -> list[str]:
-    """Summaries of ``(text, None)`` (a document alone) or ``(question, context)`` inputs."""
+              beams: int = 1, no_repeat: int = 3, batch_size: int = 16, progress: bool = True,
+              desc: str = "summaries") -> list[str]:
+    """Summaries of ``(text, None)`` (a document alone) or ``(question, context)`` inputs; no
+    ``no_repeat``-gram of subwords occurs twice in a summary."""
     tok = model.tokenizer
     out: list[str | None] = [None] * len(inputs)
     # Documents alone and (question, context) pairs are tokenised apart; the order is kept.
@@ -258,7 +295,8 @@ def summarize(model: ReaderSum, inputs: list[tuple[str, str | None]], max_source
                       padding=True, return_tensors="pt")
         states = model.encode(enc["input_ids"], enc["attention_mask"])
         ids = model.summarizer.generate(states, enc["attention_mask"].bool(), tok.cls_token_id, tok.sep_token_id,
-                                        max_new=max_new, beams=beams)
+                                        max_new=max_new, beams=beams, source=enc["input_ids"],
+                                        no_repeat=no_repeat)
         for i, text in zip(chunk, tok.batch_decode(ids, skip_special_tokens=True)):
             out[i] = text
     return out
@@ -279,3 +317,107 @@ def answer(model: ReaderSum, questions: list[dict], max_source: int, batch_size:
             offsets = enc["offset_mapping"][i]
             out.append(chunk[i]["context"][int(offsets[s][0]):int(offsets[e][1])])
     return out
+
+
+# Chapter 7: query focus of the non-target summariser --------------------------------------------
+
+INPUTS = ("question + context", "context alone")
+
+
+def paired_questions(questions: list[dict], contexts: int | None, seed: int = 0) -> list[dict]:
+    """Up to ``contexts`` passages (None: all), each with two of its questions whose answers differ
+    (neither normalised answer contains the other), chosen at random with ``seed``:
+    ``{"context", "title", "questions": [q1, q2]}``."""
+    by_context: dict[str, list[dict]] = collections.defaultdict(list)
+    for q in questions:
+        by_context[q["context"]].append(q)
+    rng = random.Random(seed)
+    out = []
+    for context in sorted(by_context):
+        candidates = by_context[context][:]
+        rng.shuffle(candidates)
+        pair = next(((a, b) for a, b in itertools.combinations(candidates, 2) if _distinct_answers(a, b)), None)
+        if pair is not None:
+            out.append({"context": context, "title": pair[0]["title"], "questions": list(pair)})
+    rng.shuffle(out)
+    return out[:contexts]
+
+
+def _distinct_answers(a: dict, b: dict) -> bool:
+    x, y = (metrics.normalize_answer(q["answers"][0]) for q in (a, b))
+    return bool(x) and bool(y) and x not in y and y not in x
+
+
+def query_focus(model: ReaderSum, pairs: list[dict], max_source: int, label: str, progress: bool = True,
+                **generation) -> pd.DataFrame:
+    """One row per (passage, question, input) for ``pairs`` from ``paired_questions``: the
+    summary of ``question [SEP] context`` and of the context alone, whether it contains the
+    question's gold answer, the share of the answer's content words it contains (and of the other
+    question's answer), its overlap with the question's content words, its length in words, and (on question inputs) its query sensitivity: 1 - ROUGE-L
+    between the summaries of the passage's two questions."""
+    inputs = [(q["question"], p["context"]) for p in pairs for q in p["questions"]] + [(p["context"], None) for p in pairs]
+    summaries = summarize(model, inputs, max_source, progress=progress, desc=f"summaries ({label})", **generation)
+    asked, alone = summaries[:2 * len(pairs)], summaries[2 * len(pairs):]
+    rows = []
+    for i, p in enumerate(pairs):
+        mine = asked[2 * i:2 * i + 2]
+        sensitivity = metrics.query_sensitivity(*mine)
+        for j, q in enumerate(p["questions"]):
+            other = p["questions"][1 - j]
+            for kind, summary, qs in ((INPUTS[0], mine[j], sensitivity), (INPUTS[1], alone[i], float("nan"))):
+                rows.append({"model": label, "passage": i, "question_index": j, "input": kind,
+                             "question": q["question"], "answer": q["answers"][0], "summary": summary,
+                             "contains_answer": metrics.contains_answer(summary, q["answers"]),
+                             "answer_recall": metrics.answer_recall(summary, q["answers"]),
+                             "other_answer_recall": metrics.answer_recall(summary, other["answers"]),
+                             "question_overlap": metrics.question_overlap(summary, q["question"]),
+                             "words": len(summary.split()), "query_sensitivity": qs})
+    return pd.DataFrame(rows)
+
+
+FOCUS_MEASURES = {"contains_answer": "contains the gold answer (%)",
+                  "answer_recall": "answer words recalled (%)",
+                  "other_answer_recall": "other question's answer words recalled (%)",
+                  "question_overlap": "question content words in the summary (%)",
+                  "query_sensitivity": "query sensitivity, 1 - ROUGE-L (%)",
+                  "words": "length (words)"}
+
+
+def focus_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% bootstrap interval (over questions) of each measure, per model and input."""
+    rows = []
+    for (label, kind), part in frame.groupby(["model", "input"], sort=False):
+        for measure, name in FOCUS_MEASURES.items():
+            values = part[measure].dropna().astype(float).to_numpy()
+            if not len(values):
+                continue
+            scale = 1.0 if measure == "words" else 100.0
+            low, high = metrics.bootstrap_interval(values * scale)
+            rows.append({"model": label, "input": kind, "measure": name, "mean": values.mean() * scale,
+                         "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def paired_difference(frame: pd.DataFrame, measure: str, first: tuple[str, str], second: tuple[str, str]) -> dict:
+    """Mean of ``measure`` under ``first`` minus under ``second`` ((model, input) each), paired by
+    question, in percent, with its 95% bootstrap interval."""
+    def values(model: str, kind: str) -> pd.Series:
+        part = frame[(frame["model"] == model) & (frame["input"] == kind)]
+        if part.empty:
+            raise ValueError(f"no rows for model {model!r} and input {kind!r}: models "
+                             f"{sorted(frame['model'].unique())}, inputs {list(INPUTS)}")
+        keys = [c for c in ("seed", "passage", "question_index") if c in part]
+        return part.set_index(keys)[measure].astype(float)
+
+    difference = (100 * (values(*first) - values(*second))).dropna()
+    low, high = metrics.bootstrap_interval(difference.to_numpy())
+    return {"difference": float(difference.mean()), "low": low, "high": high, "n": len(difference)}
+
+
+def rouge_scores(model: ReaderSum, documents: list[dict], max_source: int, progress: bool = True,
+                 **generation) -> dict[str, float]:
+    """ROUGE-1/2/L F (percent) of the summaries of SciTLDR ``documents`` against their gold summaries."""
+    summaries = summarize(model, [(d["document"], None) for d in documents], max_source, progress=progress,
+                          desc="SciTLDR summaries", **generation)
+    scores = [metrics.rouge(s, d["summaries"]) for s, d in zip(summaries, documents)]
+    return {name: 100 * float(np.mean([s[name] for s in scores])) for name in ("rouge1", "rouge2", "rougeL")}

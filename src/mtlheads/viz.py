@@ -156,3 +156,19 @@ def delta_plot(table, settings: Sequence[str], ax, title: str = "") -> None:
     ax.set_xticks(x, table["label"], rotation=90, fontsize=6)
     ax.set_ylabel("Δ to STL (points)")
     ax.set_title(title)
+
+
+def interval_bars(table, measures: Sequence[str], ax, group: str = "model", hue: str = "input") -> None:
+    """Grouped bars of ``table``'s ``mean`` per measure, one bar per (group, hue), with the
+    ``low``-``high`` interval as an error bar (table: rows of measure, group, hue, mean, low, high)."""
+    keys = list(dict.fromkeys(zip(table[group], table[hue])))
+    width = 0.8 / len(keys)
+    for k, key in enumerate(keys):
+        rows = table[(table[group] == key[0]) & (table[hue] == key[1])].set_index("measure").reindex(measures)
+        x = np.arange(len(measures)) + (k - (len(keys) - 1) / 2) * width
+        ax.bar(x, rows["mean"], width, label=f"{key[0]}: {key[1]}",
+               yerr=[rows["mean"] - rows["low"], rows["high"] - rows["mean"]], capsize=2)
+    ax.set_xticks(np.arange(len(measures)), [m.replace(" (%)", "") for m in measures], rotation=20, ha="right",
+                  fontsize=8)
+    ax.set_ylabel("%")
+    ax.legend(frameon=False, fontsize=7)
