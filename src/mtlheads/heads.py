@@ -16,8 +16,8 @@ pointer-generator's fixed vocabulary does; other tokens can only be copied.
 
 from __future__ import annotations
 
-from copy import deepcopy
 import math
+from copy import deepcopy
 
 import torch
 import torch.nn.functional as F
@@ -143,7 +143,8 @@ class GenerativeHead(nn.Module):
         (batch, steps), given encoder ``memory`` (batch, source, hidden) and its padding mask
         (batch, source), True on real tokens. A copying head needs the ``source`` token ids
         (batch, source). With ``targets`` (batch, steps) only their log-probabilities are returned,
-        (batch, steps), without building the copy distribution over the whole vocabulary."""
+        (batch, steps), without building the copy distribution over the whole vocabulary. A token
+        outside ``output_vocab`` has log-probability -inf unless the head copies it."""
         x = self.embed(tokens, offset)
         cross_mask = memory_mask[:, None, None, :].bool()
         for i, layer in enumerate(self.layers):
