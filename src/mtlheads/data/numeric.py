@@ -15,7 +15,6 @@ annotations ``<<a op b = c>>`` that occur in the question text.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
@@ -202,16 +201,13 @@ def gsm8k(split: str = "test", root=None) -> list[dict]:
     operand of some calculation (the gold arguments)."""
     if split not in ("train", "test"):
         raise ValueError(f"unknown GSM8K split {split!r}; valid splits: train, test")
-    path = sources.source_path("grade-school-math", f"grade_school_math/data/{split}.jsonl", root)
     problems = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            record = json.loads(line)
-            calculations = [m.group(1) for m in _CALCULATION.finditer(record["answer"])]
-            problems.append({"question": record["question"],
-                             "answer": parse_number(record["answer"].rsplit("####", 1)[1]),
-                             "calculations": calculations,
-                             "arguments": gold_arguments(record["question"], calculations)})
+    for record in sources.jsonl_records("grade-school-math", f"grade_school_math/data/{split}.jsonl", root):
+        calculations = [m.group(1) for m in _CALCULATION.finditer(record["answer"])]
+        problems.append({"question": record["question"],
+                         "answer": parse_number(record["answer"].rsplit("####", 1)[1]),
+                         "calculations": calculations,
+                         "arguments": gold_arguments(record["question"], calculations)})
     return problems
 
 

@@ -6,8 +6,6 @@ peer reviewers'), and ROUGE is scored against the best-matching one, as SciTLDR 
 
 from __future__ import annotations
 
-import json
-
 from mtlheads.data import sources
 
 SPLITS = ("train", "dev", "test")
@@ -17,12 +15,7 @@ def load(split: str, root=None) -> list[dict]:
     """``id``, ``document`` (the abstract's sentences joined by spaces) and ``summaries``."""
     if split not in SPLITS:
         raise ValueError(f"unknown SciTLDR split {split!r}; valid splits: {', '.join(SPLITS)}")
-    path = sources.source_path("scitldr", f"SciTLDR-Data/SciTLDR-A/{split}.jsonl", root)
-    examples = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            record = json.loads(line)
-            examples.append({"id": record["paper_id"],
-                             "document": " ".join(s.strip() for s in record["source"] if s.strip()),
-                             "summaries": [t.strip() for t in record["target"] if t.strip()]})
-    return examples
+    return [{"id": record["paper_id"],
+             "document": " ".join(s.strip() for s in record["source"] if s.strip()),
+             "summaries": [t.strip() for t in record["target"] if t.strip()]}
+            for record in sources.jsonl_records("scitldr", f"SciTLDR-Data/SciTLDR-A/{split}.jsonl", root)]

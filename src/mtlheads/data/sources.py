@@ -292,3 +292,10 @@ def fetch_all(root: Path | None = None) -> dict[str, Path]:
 def source_path(name: str, relative: str, root: Path | None = None) -> Path:
     """Path of one file of a source, fetching the source first when it is not there yet."""
     return fetch(name, root) / relative
+
+
+def jsonl_records(name: str, relative: str, root: Path | None = None):
+    """The records of one JSON-lines file of a source, one dict per line."""
+    with open(source_path(name, relative, root), encoding="utf-8") as fh:
+        for line in fh:
+            yield json.loads(line)
