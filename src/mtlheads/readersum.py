@@ -353,8 +353,9 @@ def query_focus(model: ReaderSum, pairs: list[dict], max_source: int, label: str
     """One row per (passage, question, input) for ``pairs`` from ``paired_questions``: the
     summary of ``question [SEP] context`` and of the context alone, whether it contains the
     question's gold answer, the share of the answer's content words it contains (and of the other
-    question's answer), its overlap with the question's content words, its length in words, and (on question inputs) its query sensitivity: 1 - ROUGE-L
-    between the summaries of the passage's two questions."""
+    question's answer), its overlap with the question's content words, its length in words, and
+    (on question inputs) its query sensitivity: 1 - ROUGE-L between the summaries of the
+    passage's two questions."""
     inputs = [(q["question"], p["context"]) for p in pairs for q in p["questions"]] + [(p["context"], None) for p in pairs]
     summaries = summarize(model, inputs, max_source, progress=progress, desc=f"summaries ({label})", **generation)
     asked, alone = summaries[:2 * len(pairs)], summaries[2 * len(pairs):]
@@ -364,14 +365,14 @@ def query_focus(model: ReaderSum, pairs: list[dict], max_source: int, label: str
         sensitivity = metrics.query_sensitivity(*mine)
         for j, q in enumerate(p["questions"]):
             other = p["questions"][1 - j]
-            for kind, summary, qs in ((INPUTS[0], mine[j], sensitivity), (INPUTS[1], alone[i], float("nan"))):
+            for kind, summary, varies in ((INPUTS[0], mine[j], sensitivity), (INPUTS[1], alone[i], float("nan"))):
                 rows.append({"model": label, "passage": i, "question_index": j, "input": kind,
                              "question": q["question"], "answer": q["answers"][0], "summary": summary,
                              "contains_answer": metrics.contains_answer(summary, q["answers"]),
                              "answer_recall": metrics.answer_recall(summary, q["answers"]),
                              "other_answer_recall": metrics.answer_recall(summary, other["answers"]),
                              "question_overlap": metrics.question_overlap(summary, q["question"]),
-                             "words": len(summary.split()), "query_sensitivity": qs})
+                             "words": len(summary.split()), "query_sensitivity": varies})
     return pd.DataFrame(rows)
 
 

@@ -49,21 +49,20 @@ def parse_number(text: str) -> float | None:
     words = [w for w in re.split(r"[\s-]+", text.strip().lower().replace(",", "")) if w and w != "and"]
     if not words:
         return None
-    total, current, seen = 0.0, 0.0, False
+    total, current = 0.0, 0.0
     for w in words:
         if re.fullmatch(r"\d+(?:\.\d+)?", w):
-            if seen and current:
+            if current:
                 return None  # two numbers in a row
-            current, seen = current + float(w), True
+            current = float(w)
         elif w in _UNITS or w in _TENS:
-            current, seen = current + (_UNITS.get(w) or _TENS.get(w) or 0), True
+            current += _UNITS.get(w, _TENS.get(w))
         elif w == "hundred":
             current = (current or 1) * 100
         elif w in _SCALES:
             total, current = total + (current or 1) * _SCALES[w], 0.0
         else:
             return None
-        seen = True
     return total + current
 
 
