@@ -63,6 +63,29 @@ RANGES = {
         "ch5_claim_change_p": (0.0, 1.0),
         "ch5_heads": (72, 72),
     },
+    "06_numeric_heads": {
+        "ch6_seeds": (1, 1),
+        "ch6_span_examples": (24, 24),
+        "ch6_arithmetic_examples": (24, 24),
+        "ch6_multi_steps": (6, 6),  # 48 mixed examples, batches of 8
+        "ch6_control_steps": (3, 3),
+        "ch6_train_arithmetic": (300, 900),  # generated over the training passages (562 at 70% of articles)
+        "ch6_eval_fitting": (1, 300),
+        **{f"ch6_template_{t}": (0, 900) for t in ("years", "difference", "total", "more")},
+        **{f"ch6_{m}": (0.0, 100.0) for m in ("span_em", "span_f1", "control_span_f1", "no_span", "generated_em",
+                                              "type_arithmetic", "type_squad", "gsm_em", "common_share",
+                                              "gold_common_share", "random_recall", "all_precision",
+                                              "gsm_multi_top_recall", "gsm_random_recall")},
+        **{f"ch6_{k}_{m}": (0.0, 100.0) for k in ("multi", "control")
+           for m in ("span_recall", "span_all", "top_recall", "silent")},
+        **{f"ch6_{e}{b}": (-100.0, 100.0) for e in ("top_vs_random", "top_vs_control", "spans_vs_control",
+                                                    "gsm_top_vs_random", "gsm_top_vs_control")
+           for b in ("", "_low", "_high")},
+        "ch6_gsm_items": (5, 10),
+        "ch6_distinct_generated": (1, 300),
+        **{f"ch6_flip_{k}_{c}": (0.0, 100.0) for k in ("order", "another")
+           for c in ("spans_moved", "answer_moved", "together")},
+    },
     "07_query_summaries": {
         "ch7_seeds": (1, 1),
         "ch7_qa_examples": (24, 24),
@@ -89,7 +112,8 @@ WORDS = {"ch2_verdict": {"holds", "does not hold"},
          **{f"ch5_{v}_verdict": {"holds", "does not hold"} for v in ("stl", "mtl", "pos")},
          "ch5_largest_drop_task": {"POS", "NER", "DEP", "CON", "SRL"},
          **{f"ch7_{v}_verdict": {"holds", "is not shown", "is reversed"} for v in ("focus", "recall")},
-         "ch7_sensitivity_word": {"less", "more"}}
+         "ch7_sensitivity_word": {"less", "more"},
+         **{f"ch6_{v}_verdict": {"holds", "is not shown", "is reversed"} for v in ("random", "control", "gsm")}}
 
 
 def test_toc_names_only_existing_files():

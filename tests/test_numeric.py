@@ -55,3 +55,18 @@ def test_gsm8k_arguments_are_the_annotated_operands_found_in_the_question():
     assert sum(bool(p["arguments"]) for p in problems) > 0.9 * len(problems)
     with pytest.raises(ValueError, match="'dev'.*train, test"):
         numeric.gsm8k("dev")
+
+
+def test_counterfactuals_keep_or_change_the_answer_as_their_kind_says():
+    made = {q.template: q for q in numeric.questions(PASSAGE)}
+    edits = dict(numeric.counterfactuals(made["years between"], PASSAGE))
+    assert edits["order swapped"].question == "How many years passed between 1979 and 1973?"
+    assert edits["order swapped"].answer == 6 and edits["order swapped"].arguments == made["years between"].arguments
+    another = edits["another year"]  # 1980, the passage's first year not yet asked about, replaces 1979
+    assert another.question == "How many years passed between 1973 and 1980?" and another.answer == 7
+    assert {a.text for a in another.arguments} == {"1973", "1980"}
+    fewer = dict(numeric.counterfactuals(made["more than"], PASSAGE))["more -> fewer, roles swapped"]
+    assert fewer.question == "How many fewer women than men were there?"
+    assert fewer.answer == made["more than"].answer
+    assert numeric.counterfactuals(made["total of a unit"], PASSAGE) == []
+    assert set(edits) | {"more -> fewer, roles swapped"} == set(numeric.COUNTERFACTUALS)

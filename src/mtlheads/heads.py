@@ -302,3 +302,77 @@ class SpanQAHead(nn.Module):
         pair = pair.masked_fill(~allowed, -torch.inf)
         best = pair.flatten(1).argmax(-1)
         return [(int(b) // n, int(b) % n) for b in best]
+
+
+class BIOTaggingHead(nn.Module):
+    """Multi-span extraction by BIO tagging (Segal et al., 2020): a tag (O, B or I) per subword,
+    predicted independently; a span is a B followed by Is.
+
+    Training maximises the marginal likelihood of every tagging that is consistent with the gold
+    answers: each answer text may occur several times in the input, every occurrence is either
+    tagged as a span or left all O, at least one occurrence of each answer is tagged, and every
+    other token is O. With independent tags this sums in closed form (``marginal_log_likelihood``).
+    """
+
+    O, B, I = range(3)
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.proj = nn.Linear(hidden, 3)
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """Tag log-probabilities (batch, tokens, 3)."""
+        return self.proj(states).log_softmax(-1)
+
+    def loss(self, states: torch.Tensor, tag_mask: torch.Tensor, answers: list[list[list[tuple[int, int]]]]) -> torch.Tensor:
+        """Mean negative marginal log-likelihood over the batch. ``tag_mask`` (batch, tokens) marks
+        the taggable tokens; ``answers[b]`` lists, per gold answer, its occurrences as inclusive
+        (start, end) token positions."""
+        logp = self(states)
+        return -torch.stack([marginal_log_likelihood(logp[b], tag_mask[b], answers[b])
+                             for b in range(len(answers))]).mean()
+
+    @torch.no_grad()
+    def decode(self, states: torch.Tensor, tag_mask: torch.Tensor) -> list[list[tuple[int, int]]]:
+        """Inclusive (start, end) token spans per input, from the most probable tag of each
+        taggable token; an I after an O starts a span, as a B does."""
+        tags = self(states).argmax(-1).masked_fill(~tag_mask.bool(), self.O).tolist()
+        out = []
+        for row in tags:
+            spans, start = [], None
+            for i, tag in enumerate(row + [self.O]):
+                if start is not None and tag != self.I:
+                    spans.append((start, i - 1))
+                    start = None
+                if tag == self.B or (tag == self.I and start is None):
+                    start = i
+            out.append(spans)
+        return out
+
+
+def marginal_log_likelihood(logp: torch.Tensor, tag_mask: torch.Tensor,
+                            answers: list[list[tuple[int, int]]]) -> torch.Tensor:
+    """log P(a tagging consistent with ``answers``) for one input, ``logp`` (tokens, 3) (see
+    ``BIOTaggingHead``). Occurrences that overlap an earlier one are dropped. With no answers it
+    is the log-probability of all O."""
+    O, B, I = BIOTaggingHead.O, BIOTaggingHead.B, BIOTaggingHead.I
+    covered = torch.zeros_like(tag_mask, dtype=torch.bool)
+    kept = []
+    for occurrences in answers:
+        mine = []
+        for start, end in occurrences:
+            if not covered[start:end + 1].any() and tag_mask[start:end + 1].all():
+                covered[start:end + 1] = True
+                mine.append((start, end))
+        if mine:
+            kept.append(mine)
+    total = logp[tag_mask.bool() & ~covered, O].sum()
+    for occurrences in kept:
+        tagged = torch.stack([logp[s, B] + logp[s + 1:e + 1, I].sum() for s, e in occurrences])
+        untagged = torch.stack([logp[s:e + 1, O].sum() for s, e in occurrences])
+        either = torch.logaddexp(tagged, untagged)
+        # At least one occurrence tagged: sum over the first tagged one, k. Before k all O, after k either.
+        before = torch.cat([untagged.new_zeros(1), untagged.cumsum(0)[:-1]])
+        after = either.flip(0).cumsum(0).flip(0) - either
+        total = total + torch.logsumexp(tagged + before + after, 0)
+    return total

@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import itertools
 import random
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, metrics
+from mtlheads import cache, metrics, multihead
 from mtlheads.data import scitldr, squad
 from mtlheads.encoder import load_encoder
 from mtlheads.heads import GenerativeHead, SpanQAHead
@@ -73,11 +72,7 @@ class ReaderSum(nn.Module):
         vocab = None if config.output_vocab is None else summary_vocabulary(self.tokenizer, config.output_vocab)
         self.summarizer = GenerativeHead(self.encoder, config.decoder_layers, config.max_summary, copy=config.copy,
                                          output_vocab=vocab)
-        if config.frozen_layers:
-            # Frozen bottom layers build no autograd graph: the backward pass starts above them.
-            self.encoder.embeddings.requires_grad_(False)
-            for layer in self.encoder.encoder.layer[:config.frozen_layers]:
-                layer.requires_grad_(False)
+        multihead.freeze_bottom(self.encoder, config.frozen_layers)
 
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -189,7 +184,7 @@ class ReaderSumResult:
     steps: int = 0
     train_seconds: float = 0.0
     examples: dict = field(default_factory=dict)  # per task
-    losses: list = field(default_factory=list)  # (step, {task: loss})
+    losses: list = field(default_factory=list)  # per step, {task: loss}
     state_dict: dict | None = None
 
 
@@ -201,41 +196,13 @@ def build(config: ReaderSumConfig, encoder=None) -> ReaderSum:
 def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> ReaderSumResult:
     model = build(config, encoder)
     examples = training_examples(config, model.tokenizer)
-    rng = random.Random(config.seed)
-    batches_per_epoch = -(-len(examples) // config.batch_size)
-    total = max(1, round(config.epochs * batches_per_epoch))
-    new = list(model.qa.parameters()) + model.summarizer.new_parameters()
-    new_ids = {id(p) for p in new}
-    pretrained = [p for p in model.parameters() if id(p) not in new_ids and p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": pretrained, "lr": config.lr}, {"params": new, "lr": config.lr_new}],
-                                  fused=True)
-    warmup = max(1, int(config.warmup * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
-    result = ReaderSumResult(config, examples={t: sum(e["task"] == t for e in examples) for t in config.tasks})
-    model.train()
-    start = time.perf_counter()
-    order: list[int] = []
-    bar = tqdm(range(1, total + 1), desc=config.label, disable=not progress)
-    for step in bar:
-        if not order:
-            order = list(range(len(examples)))
-            rng.shuffle(order)
-        chosen, order = order[:config.batch_size], order[config.batch_size:]
-        losses = model.losses(collate([examples[i] for i in chosen], model.tokenizer.pad_token_id))
-        loss = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-        optimizer.step()
-        schedule.step()
-        values = {t: float(v.detach()) for t, v in losses.items()}
-        result.losses.append((step, values))
-        bar.set_postfix({t: f"{v:.2f}" for t, v in values.items()})
-    result.steps = total
-    result.train_seconds = time.perf_counter() - start
-    result.state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return result
+    run = multihead.fit(model, examples, lambda chosen: collate(chosen, model.tokenizer.pad_token_id),
+                        list(model.qa.parameters()) + model.summarizer.new_parameters(), epochs=config.epochs,
+                        batch_size=config.batch_size, lr=config.lr, lr_new=config.lr_new, warmup=config.warmup,
+                        clip=config.clip, seed=config.seed, desc=config.label, progress=progress)
+    return ReaderSumResult(config, run["steps"], run["train_seconds"],
+                           {t: sum(e["task"] == t for e in examples) for t in config.tasks}, run["losses"],
+                           {k: v.detach().clone() for k, v in model.state_dict().items()})
 
 
 def code_modules() -> list:
@@ -245,7 +212,7 @@ def code_modules() -> list:
     from mtlheads.data import scitldr as scitldr_module
     from mtlheads.data import squad as squad_module
 
-    return [sys.modules[__name__], encoder, heads, scitldr_module, squad_module]
+    return [sys.modules[__name__], encoder, heads, multihead, scitldr_module, squad_module]
 
 
 def profile_configs(knobs: dict) -> list[ReaderSumConfig]:
@@ -270,11 +237,6 @@ def load(result: ReaderSumResult) -> ReaderSum:
 
 # Inference --------------------------------------------------------------------------------------
 
-def _batches(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 @torch.no_grad()
 def summarize(model: ReaderSum, inputs: list[tuple[str, str | None]], max_source: int, max_new: int = 40,
               beams: int = 1, no_repeat: int = 3, batch_size: int = 16, progress: bool = True,
@@ -285,7 +247,7 @@ def summarize(model: ReaderSum, inputs: list[tuple[str, str | None]], max_source
     out: list[str | None] = [None] * len(inputs)
     # Documents alone and (question, context) pairs are tokenised apart; the order is kept.
     groups = [[i for i, (_, b) in enumerate(inputs) if b is None], [i for i, (_, b) in enumerate(inputs) if b is not None]]
-    chunks = [chunk for group in groups for chunk in _batches(group, batch_size)]
+    chunks = [chunk for group in groups for chunk in multihead.batches(group, batch_size)]
     for chunk in tqdm(chunks, desc=desc, disable=not progress, leave=False):
         firsts = [inputs[i][0] for i in chunk]
         if inputs[chunk[0]][1] is None:
@@ -308,7 +270,7 @@ def answer(model: ReaderSum, questions: list[dict], max_source: int, batch_size:
     """The QA head's answer text per SQuAD question (character span of the context)."""
     tok = model.tokenizer
     out: list[str] = []
-    for chunk in tqdm(list(_batches(questions, batch_size)), desc="answers", disable=not progress, leave=False):
+    for chunk in tqdm(list(multihead.batches(questions, batch_size)), desc="answers", disable=not progress, leave=False):
         enc = tok([q["question"] for q in chunk], [q["context"] for q in chunk], truncation="only_second",
                   max_length=max_source, padding=True, return_offsets_mapping=True, return_tensors="pt")
         context_mask = torch.tensor([[s == 1 for s in enc.sequence_ids(i)] for i in range(len(chunk))])

@@ -189,6 +189,34 @@ def _listed_together(text: str, a: Mention, b: Mention) -> bool:
         between[:1] == [a.unit + ","] and " ".join(between[1:]) in ("", "and")
 
 
+COUNTERFACTUALS = {"order swapped": "same answer, same arguments",
+                   "more -> fewer, roles swapped": "same answer, same arguments",
+                   "another year": "new answer, one new argument"}
+
+
+def counterfactuals(question: Question, passage: str) -> list[tuple[str, Question]]:
+    """Edits of a generated question (``COUNTERFACTUALS``): the years named in the other order; "more
+    A than B" asked as "fewer B than A"; the later year replaced by another year of the passage
+    (the first one not yet used), which changes the answer and one argument."""
+    out = []
+    if question.template == "years between":
+        later, earlier = question.arguments
+        out.append(("order swapped", Question(f"How many years passed between {later.shown} and {earlier.shown}?",
+                                              question.answer, "difference", question.arguments, question.template)))
+        used = {later.value, earlier.value}
+        other = next((m for m in mentions(passage) if m.kind == "year" and m.value not in used), None)
+        if other is not None:
+            a, b = sorted((earlier, other), key=lambda m: m.value)
+            out.append(("another year", Question(f"How many years passed between {a.shown} and {b.shown}?",
+                                                 b.value - a.value, "difference", (b, a), question.template)))
+    elif question.template == "more than":
+        more, fewer = question.arguments
+        out.append(("more -> fewer, roles swapped",
+                    Question(f"How many fewer {fewer.unit} than {more.unit} were there?", question.answer,
+                             "difference", question.arguments, question.template)))
+    return out
+
+
 # GSM8K ------------------------------------------------------------------------------------------
 
 _CALCULATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>")

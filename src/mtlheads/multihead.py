@@ -1,0 +1,68 @@
+"""Training a shared encoder with several heads on mixed batches (chapters 6 and 7).
+
+A model passed to ``fit`` has ``losses(batch) -> {head: loss}``: one encoder pass over a batch
+whose examples belong to different heads, each head's loss over its own rows. The step's loss
+is the sum. Pretrained parameters and new ones (the heads' fresh layers) get their own learning
+rates, with a linear warm-up then linear decay.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+def freeze_bottom(encoder_model, layers: int) -> None:
+    """Freeze the embeddings and the bottom ``layers`` encoder layers (0: nothing). Frozen layers
+    build no autograd graph, so the backward pass starts above them."""
+    if layers:
+        encoder_model.embeddings.requires_grad_(False)
+        for layer in encoder_model.encoder.layer[:layers]:
+            layer.requires_grad_(False)
+
+
+def batches(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: list[nn.Parameter], *, epochs: float,
+        batch_size: int, lr: float, lr_new: float, warmup: float, clip: float, seed: int, desc: str,
+        progress: bool = True) -> dict:
+    """Train ``model`` in place on shuffled batches of ``examples``; ``new`` parameters get
+    ``lr_new``, the other trainable ones ``lr``. Returns ``steps``, ``train_seconds`` and
+    ``losses`` (per step, the float loss of each head)."""
+    rng = random.Random(seed)
+    total = max(1, round(epochs * -(-len(examples) // batch_size)))
+    new_ids = {id(p) for p in new}
+    pretrained = [p for p in model.parameters() if id(p) not in new_ids and p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": pretrained, "lr": lr}, {"params": new, "lr": lr_new}], fused=True)
+    warm = max(1, int(warmup * total))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+    model.train()
+    losses = []
+    order: list[int] = []
+    start = time.perf_counter()
+    bar = tqdm(range(1, total + 1), desc=desc, disable=not progress)
+    for _ in bar:
+        if not order:
+            order = list(range(len(examples)))
+            rng.shuffle(order)
+        chosen, order = order[:batch_size], order[batch_size:]
+        parts = model.losses(collate([examples[i] for i in chosen]))
+        optimizer.zero_grad(set_to_none=True)
+        sum(parts.values()).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        schedule.step()
+        values = {t: float(v.detach()) for t, v in parts.items()}
+        losses.append(values)
+        bar.set_postfix({t: f"{v:.2f}" for t, v in values.items()})
+    model.eval()
+    return {"steps": total, "train_seconds": time.perf_counter() - start, "losses": losses}

@@ -1,0 +1,527 @@
+"""Numerical reasoning with several heads on one encoder (Geva et al., 2021, MSEGenBERT): data,
+training, inference and the measures of chapter 6.
+
+The model is a shared encoder with three heads over ``question [SEP] passage``: a multi-span
+extraction head (``BIOTaggingHead``, over the question and passage tokens), a generative head
+(``GenerativeHead`` with a digit vocabulary: numbers are written digit by digit, as in GenBERT)
+and a type head on [CLS] that chooses which of the two answers. Every head runs on every input,
+so every prediction has a target output and non-target ones. Training supervises the type
+(span questions train the span head, arithmetic questions the generative head; both train the
+type head), rather than GenBERT's marginal over heads. The control has the span head alone and
+is trained on the span questions only.
+
+Span questions are SQuAD v1.1's; arithmetic questions are written over the same passages by
+``numeric.questions``. Both are split by article (``squad.split_by_article``).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mtlheads import cache, metrics, multihead
+from mtlheads.data import numeric, squad
+from mtlheads.encoder import load_encoder
+from mtlheads.heads import BIOTaggingHead, GenerativeHead
+
+TASKS = ("span", "arithmetic")
+TYPES = ("span", "generation")  # what the type head chooses between
+DIGITS = "0123456789.-"
+
+
+@dataclass(frozen=True)
+class NumReasonConfig:
+    """One training run. ``tasks`` is ``("span", "arithmetic")`` (the three-head model) or
+    ``("span",)`` (the span-only control)."""
+
+    tasks: tuple[str, ...] = TASKS
+    encoder: str = "minilm"
+    seed: int = 1
+    span_examples: int | None = None  # SQuAD questions from the training articles (None: all)
+    arithmetic_examples: int | None = None  # generated questions over the training passages (None: all)
+    epochs: float = 1.0
+    batch_size: int = 16
+    lr: float = 1e-4  # the encoder and the generative decoder (both start pretrained)
+    lr_new: float = 1e-3  # the tagging and type layers and the output bias
+    warmup: float = 0.1
+    clip: float = 1.0
+    max_source: int = 256  # subwords of `question [SEP] passage`
+    max_answer: int = 16  # digits of a generated answer, with [CLS] and [SEP]
+    decoder_layers: int = 2
+    frozen_layers: int = 0  # the embeddings and this many bottom encoder layers are not trained
+    eval_share: float = 0.3  # SQuAD articles held out for evaluation
+
+    def __post_init__(self):
+        if "span" not in self.tasks or any(t not in TASKS for t in self.tasks):
+            raise ValueError(f"tasks must include 'span' and come from {TASKS}, not {self.tasks!r}")
+
+    @property
+    def label(self) -> str:
+        return "span + generation" if "arithmetic" in self.tasks else "span only"
+
+
+def digit_vocabulary(tokenizer) -> torch.Tensor:
+    """Token ids of the digits, the decimal point and the minus sign, and [SEP] to end a number."""
+    ids = tokenizer.convert_tokens_to_ids(list(DIGITS))
+    if tokenizer.unk_token_id in ids:
+        raise ValueError(f"the tokenizer has no single token for some of {DIGITS!r}")
+    return torch.tensor(ids + [tokenizer.sep_token_id])
+
+
+class NumReason(nn.Module):
+    def __init__(self, encoder, config: NumReasonConfig):
+        super().__init__()
+        self.encoder, self.tokenizer = encoder.model, encoder.tokenizer
+        hidden = encoder.hidden_size
+        self.spans = BIOTaggingHead(hidden)
+        self.generative = self.type_head = None
+        if "arithmetic" in config.tasks:
+            self.generative = GenerativeHead(self.encoder, config.decoder_layers, config.max_answer,
+                                             output_vocab=digit_vocabulary(self.tokenizer))
+            self.type_head = nn.Linear(hidden, len(TYPES))
+        multihead.freeze_bottom(self.encoder, config.frozen_layers)
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        out = list(self.spans.parameters())
+        if self.generative is not None:
+            out += list(self.type_head.parameters()) + self.generative.new_parameters()
+        return out
+
+    def encode(self, input_ids, attention_mask) -> torch.Tensor:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One encoder pass; span rows train the span head, generation rows the generative head,
+        all rows the type head."""
+        states = self.encode(batch["input_ids"], batch["attention_mask"])
+        out = {}
+        span_rows = (batch["types"] == 0).nonzero().squeeze(-1).tolist()
+        if span_rows:
+            out["span"] = self.spans.loss(states[span_rows], batch["tag_mask"][span_rows],
+                                          [batch["answers"][i] for i in span_rows])
+        if self.generative is not None:
+            rows = (batch["types"] == 1).nonzero().squeeze(-1)
+            if len(rows):
+                out["generation"] = self.generative.loss(batch["targets"][rows], states[rows],
+                                                         batch["attention_mask"][rows], self.tokenizer.pad_token_id)
+            out["type"] = F.cross_entropy(self.type_head(states[:, 0]), batch["types"])
+        return out
+
+
+# Examples ---------------------------------------------------------------------------------------
+
+def encode_pair(tokenizer, question: str, context: str, max_source: int) -> dict:
+    """Ids of ``question [SEP] context`` (the context truncated), each token's part (0 question,
+    1 context, None special) and character offsets within its part."""
+    enc = tokenizer(question, context, truncation="only_second", max_length=max_source, return_offsets_mapping=True)
+    return {"input_ids": enc["input_ids"], "parts": enc.sequence_ids(), "offsets": enc["offset_mapping"]}
+
+
+def token_range(encoded: dict, part: int, start: int, end: int) -> tuple[int, int] | None:
+    """The inclusive token positions covering characters [start, end) of ``part``; None if the
+    range is (partly) cut off by truncation."""
+    inside = [i for i, (p, (a, b)) in enumerate(zip(encoded["parts"], encoded["offsets"]))
+              if p == part and a < end and b > start]
+    if not inside or encoded["offsets"][inside[-1]][1] < end:
+        return None
+    return inside[0], inside[-1]
+
+
+def _tag_mask(encoded: dict) -> list[bool]:
+    return [p is not None for p in encoded["parts"]]
+
+
+def span_example(tokenizer, question: dict, max_source: int) -> dict | None:
+    """A SQuAD question with every whole-word occurrence of its first answer in the passage; None
+    when truncation leaves no occurrence."""
+    encoded = encode_pair(tokenizer, question["question"], question["context"], max_source)
+    text = question["answers"][0]
+    occurrences = [token_range(encoded, 1, m.start(), m.end())
+                   for m in re.finditer(rf"(?<!\w){re.escape(text)}(?!\w)", question["context"])]
+    occurrences = [o for o in occurrences if o is not None]
+    if not occurrences:
+        return None
+    return {"input_ids": encoded["input_ids"], "tag_mask": _tag_mask(encoded), "answers": [occurrences], "type": 0}
+
+
+def arithmetic_example(tokenizer, item: dict, max_source: int, max_answer: int) -> dict | None:
+    """An arithmetic question with its answer as digit tokens; None when truncation cuts off an
+    argument or the answer has too many digits."""
+    encoded = encode_pair(tokenizer, item["question"], item["context"], max_source)
+    if any(token_range(encoded, 1, m.start, m.end) is None for m in item["arguments"]):
+        return None
+    target = [tokenizer.cls_token_id, *tokenizer.convert_tokens_to_ids(list(item["answer"])), tokenizer.sep_token_id]
+    if len(target) > max_answer or tokenizer.unk_token_id in target:
+        return None
+    return {"input_ids": encoded["input_ids"], "tag_mask": _tag_mask(encoded), "answers": [], "type": 1,
+            "target": target}
+
+
+def collate(examples: list[dict], pad_id: int) -> dict:
+    n = len(examples)
+    width = max(len(e["input_ids"]) for e in examples)
+    target_width = max([len(e["target"]) for e in examples if e["type"] == 1], default=2)
+    batch = {"input_ids": torch.full((n, width), pad_id), "attention_mask": torch.zeros(n, width, dtype=torch.bool),
+             "tag_mask": torch.zeros(n, width, dtype=torch.bool), "types": torch.tensor([e["type"] for e in examples]),
+             "targets": torch.full((n, target_width), pad_id), "answers": [e["answers"] for e in examples]}
+    for i, e in enumerate(examples):
+        length = len(e["input_ids"])
+        batch["input_ids"][i, :length] = torch.tensor(e["input_ids"])
+        batch["attention_mask"][i, :length] = True
+        batch["tag_mask"][i, :length] = torch.tensor(e["tag_mask"])
+        if e["type"] == 1:
+            batch["targets"][i, :len(e["target"])] = torch.tensor(e["target"])
+    return batch
+
+
+def arithmetic_items(questions: list[dict]) -> list[dict]:
+    """The generated arithmetic questions over the distinct passages of SQuAD ``questions``:
+    ``question``, ``context``, ``title``, ``answer`` (text), ``operation``, ``template`` and
+    ``arguments`` (``numeric.Mention``s of the passage)."""
+    seen, items = set(), []
+    for q in questions:
+        if q["context"] in seen:
+            continue
+        seen.add(q["context"])
+        items += [question_item(g, q["context"], q["title"]) for g in numeric.questions(q["context"])]
+    return items
+
+
+def question_item(generated: numeric.Question, context: str, title: str = "") -> dict:
+    return {"question": generated.question, "context": context, "title": title, "answer": generated.answer_text,
+            "operation": generated.operation, "template": generated.template, "arguments": list(generated.arguments),
+            "generated": generated}
+
+
+def squad_parts(config: NumReasonConfig) -> tuple[list[dict], list[dict]]:
+    return squad.split_by_article(squad.load(), config.eval_share)
+
+
+def training_examples(config: NumReasonConfig, tokenizer) -> list[dict]:
+    rng = random.Random(config.seed)
+    train_questions = squad_parts(config)[0]
+    rng.shuffle(train_questions)
+    made = (span_example(tokenizer, q, config.max_source) for q in train_questions)
+    examples = _first(made, config.span_examples)
+    if "arithmetic" in config.tasks:
+        items = arithmetic_items(squad_parts(config)[0])
+        rng.shuffle(items)
+        made = (arithmetic_example(tokenizer, item, config.max_source, config.max_answer) for item in items)
+        examples += _first(made, config.arithmetic_examples)
+    rng.shuffle(examples)
+    return examples
+
+
+def _first(made, limit: int | None) -> list[dict]:
+    """The first ``limit`` (None: all) examples that are not None, making no more than needed."""
+    out = []
+    for example in made:
+        if example is not None:
+            out.append(example)
+            if limit is not None and len(out) == limit:
+                break
+    return out
+
+
+# Training ---------------------------------------------------------------------------------------
+
+@dataclass
+class NumReasonResult:
+    config: NumReasonConfig
+    steps: int = 0
+    train_seconds: float = 0.0
+    examples: dict = field(default_factory=dict)  # per task
+    losses: list = field(default_factory=list)  # per step, {head: loss}
+    state_dict: dict | None = None
+
+
+def build(config: NumReasonConfig, encoder=None) -> NumReason:
+    torch.manual_seed(config.seed)
+    return NumReason(encoder if encoder is not None else load_encoder(config.encoder), config)
+
+
+def train(config: NumReasonConfig, progress: bool = True, encoder=None) -> NumReasonResult:
+    model = build(config, encoder)
+    examples = training_examples(config, model.tokenizer)
+    run = multihead.fit(model, examples, lambda chosen: collate(chosen, model.tokenizer.pad_token_id),
+                        model.new_parameters(), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                        lr_new=config.lr_new, warmup=config.warmup, clip=config.clip, seed=config.seed,
+                        desc=config.label, progress=progress)
+    counts = {"span": sum(e["type"] == 0 for e in examples), "arithmetic": sum(e["type"] == 1 for e in examples)}
+    return NumReasonResult(config, run["steps"], run["train_seconds"], {t: counts[t] for t in config.tasks},
+                           run["losses"], {k: v.detach().clone() for k, v in model.state_dict().items()})
+
+
+def code_modules() -> list:
+    import sys
+
+    from mtlheads import encoder, heads
+
+    return [sys.modules[__name__], encoder, heads, multihead, numeric, squad]
+
+
+def profile_configs(knobs: dict) -> list[NumReasonConfig]:
+    """The three-head model and the span-only control for every seed of a profile."""
+    return [NumReasonConfig(tasks=tasks, encoder=knobs["encoder"], seed=seed, span_examples=knobs["numreason_span_examples"],
+                            arithmetic_examples=knobs["numreason_arithmetic_examples"],
+                            epochs=knobs["numreason_epochs"], batch_size=knobs["numreason_batch_size"],
+                            max_source=knobs["numreason_max_source"], frozen_layers=knobs["numreason_frozen_layers"],
+                            lr=knobs["numreason_lr"], lr_new=knobs["numreason_lr_new"])
+            for seed in knobs["seeds"] for tasks in (TASKS, ("span",))]
+
+
+def train_cached(config: NumReasonConfig, progress: bool = True) -> NumReasonResult:
+    return cache.cached("numreason", asdict(config), lambda: train(config, progress), modules=code_modules())
+
+
+def load(result: NumReasonResult) -> NumReason:
+    model = build(result.config)
+    model.load_state_dict(result.state_dict)
+    model.eval()
+    return model
+
+
+# Inference --------------------------------------------------------------------------------------
+
+def word_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Characters [start, end) widened to whole whitespace-separated words, without the
+    punctuation around them: a span on "1" of "1,200," becomes "1,200"."""
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    while start < end and text[start] in "\"'([{":
+        start += 1
+    while end > start and text[end - 1] in ".,;:!?\"')]}":
+        end -= 1
+    return start, end
+
+
+@torch.no_grad()
+def predict(model: NumReason, items: list[dict], max_source: int, batch_size: int = 32, progress: bool = True,
+            desc: str = "predictions") -> list[dict]:
+    """Every head's output for each ``{"question", "context"}`` item, in one encoder pass:
+    ``spans`` (the span head's, each ``{"part": "question" | "context", "start", "end",
+    "text"}``), ``numbers`` (the passage's numbers inside the input, most likely tagged first: each
+    ``{"text", "value", "score"}``, the score the highest P(B or I) of its tokens), ``span_answer``
+    (the spans' texts joined), ``generated`` (the generative head's number,
+    None without one), ``p_generation`` (the type head's probability of generation), ``type``
+    (its choice) and ``answer``: the chosen head's output."""
+    tok = model.tokenizer
+    out: list[dict | None] = [None] * len(items)
+    order = sorted(range(len(items)), key=lambda i: len(items[i]["question"]) + len(items[i]["context"]))
+    for chunk in tqdm(list(multihead.batches(order, batch_size)), desc=desc, disable=not progress, leave=False):
+        enc = tok([items[i]["question"] for i in chunk], [items[i]["context"] for i in chunk], truncation="only_second",
+                  max_length=max_source, padding=True, return_offsets_mapping=True, return_tensors="pt")
+        parts = [enc.sequence_ids(r) for r in range(len(chunk))]
+        tag_mask = torch.tensor([[p is not None for p in row] for row in parts])
+        states = model.encode(enc["input_ids"], enc["attention_mask"])
+        spans = model.spans.decode(states, tag_mask)
+        tagged = (1 - model.spans(states)[..., BIOTaggingHead.O].exp()).tolist()  # P(B or I) per token
+        generated, p_generation = [None] * len(chunk), [0.0] * len(chunk)
+        if model.generative is not None:
+            ids = model.generative.generate(states, enc["attention_mask"].bool(), tok.cls_token_id, tok.sep_token_id,
+                                            max_new=model.generative.max_length - 1)
+            generated = ["".join(tok.convert_ids_to_tokens(row)) for row in ids]
+            p_generation = model.type_head(states[:, 0]).softmax(-1)[:, 1].tolist()
+        for r, i in enumerate(chunk):
+            found = []
+            for s, e in spans[r]:
+                part = parts[r][s]
+                text = items[i]["question" if part == 0 else "context"]
+                a, b = word_span(text, int(enc["offset_mapping"][r, s, 0]), int(enc["offset_mapping"][r, e, 1]))
+                span = {"part": "question" if part == 0 else "context", "start": a, "end": b, "text": text[a:b]}
+                if b > a and span not in found:
+                    found.append(span)
+            encoded = {"parts": parts[r], "offsets": enc["offset_mapping"][r].tolist()}
+            numbers = []
+            for m in numeric.mentions(items[i]["context"]):
+                place = token_range(encoded, 1, m.start, m.end)
+                if place is not None:
+                    numbers.append({"text": m.text, "value": m.value, "score": max(tagged[r][place[0]:place[1] + 1])})
+            numbers.sort(key=lambda n: -n["score"])
+            chosen = TYPES[int(p_generation[r] > 0.5)]
+            span_answer = " ".join(s["text"] for s in found)
+            out[i] = {"spans": found, "numbers": numbers, "span_answer": span_answer, "generated": generated[r],
+                      "p_generation": p_generation[r], "type": chosen,
+                      "answer": generated[r] if chosen == "generation" else span_answer}
+    return out
+
+
+# Chapter 6: arguments among the non-target spans --------------------------------------------
+
+def values_in(text: str) -> set[float]:
+    """The numbers a text mentions (``numeric.mentions``), by value."""
+    values = {m.value for m in numeric.mentions(text)}
+    whole = numeric.parse_number(text)
+    return values | ({whole} if whole is not None else set())
+
+
+def argument_scores(span_texts: list[str], arguments: list[numeric.Mention]) -> dict:
+    """How well spans pick out gold ``arguments``, matched by value (so "1,200" and "twelve
+    hundred" are the same argument): ``recall`` (share of the distinct argument values found
+    among the spans), ``precision`` (share of spans that name an argument; NaN with no spans),
+    ``all`` (every argument found) and ``spans`` (how many)."""
+    gold = {m.value for m in arguments}
+    if not gold:
+        raise ValueError("argument_scores needs at least one gold argument")
+    found = [values_in(t) for t in span_texts]
+    recalled = gold & set().union(*found) if found else set()
+    precision = float(np.mean([bool(v & gold) for v in found])) if found else float("nan")
+    return {"recall": len(recalled) / len(gold), "precision": precision, "all": float(recalled == gold),
+            "spans": len(span_texts)}
+
+
+def baseline_spans(item: dict, method: str, rng: random.Random) -> list[str]:
+    """Spans of a baseline on ``item``: ``"all numbers"`` of the passage, or ``"random numbers"``,
+    as many distinct passage numbers as the question has arguments, drawn at random."""
+    found = list({m.value: m.text for m in numeric.mentions(item["context"])}.values())
+    if method == "all numbers":
+        return found
+    if method == "random numbers":
+        k = len({m.value for m in item["arguments"]})
+        return rng.sample(found, min(k, len(found)))
+    raise ValueError(f"unknown baseline {method!r}; valid: {BASELINES}")
+
+
+BASELINES = ("random numbers", "all numbers")
+
+
+def argument_frame(predictions: dict[str, list[dict]], items: list[dict], seed: int = 0) -> pd.DataFrame:
+    """One row per (method, question): the argument scores of each model's spans and of its top
+    numbers (the passage numbers its span head most likely tags, as many as the question has
+    arguments), for ``predictions`` (label -> ``predict`` output for ``items``), and of the
+    baselines."""
+    rows = []
+    for label, predicted in predictions.items():
+        for i, (item, p) in enumerate(zip(items, predicted)):
+            k = len({m.value for m in item["arguments"]})
+            for method, texts in ((f"{label}: spans", [s["text"] for s in p["spans"]]),
+                                  (f"{label}: top numbers", [n["text"] for n in p["numbers"][:k]])):
+                rows.append({"method": method, "question": i, "operation": item["operation"],
+                             "template": item.get("template", item["operation"]),
+                             **argument_scores(texts, item["arguments"])})
+    rng = random.Random(seed)
+    for method in BASELINES:
+        for i, item in enumerate(items):
+            rows.append({"method": method, "question": i, "operation": item["operation"],
+                         "template": item.get("template", item["operation"]),
+                         **argument_scores(baseline_spans(item, method, rng), item["arguments"])})
+    return pd.DataFrame(rows)
+
+
+ARGUMENT_MEASURES = {"recall": "argument recall (%)", "precision": "span precision (%)",
+                     "all": "every argument extracted (%)"}
+
+
+def argument_table(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """Mean and 95% bootstrap interval of each measure, per method (and per ``by`` group)."""
+    keys = ["method"] + ([by] if by else [])
+    rows = []
+    for key, part in frame.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for measure, name in ARGUMENT_MEASURES.items():
+            values = 100 * part[measure].dropna().astype(float).to_numpy()
+            if not len(values):
+                continue
+            low, high = metrics.bootstrap_interval(values)
+            rows.append({**dict(zip(keys, key)), "measure": name, "mean": values.mean(), "low": low, "high": high,
+                         "n": len(values)})
+    return pd.DataFrame(rows)
+
+
+def gsm8k_items(problems: list[dict]) -> list[dict]:
+    """GSM8K problems as ``question`` (the last sentence) and ``context`` (the text before it),
+    with the gold arguments that occur in the context; problems with none are left out."""
+    items = []
+    for p in problems:
+        sentences = re.split(r"(?<=[.!?])\s+", p["question"].strip())
+        if len(sentences) < 2:
+            continue
+        context, question = " ".join(sentences[:-1]), sentences[-1]
+        calculations = p["calculations"]
+        arguments = numeric.gold_arguments(context, calculations)
+        if arguments:
+            items.append({"question": question, "context": context, "answer": numeric.format_number(p["answer"]),
+                          "operation": "GSM8K", "template": "GSM8K", "arguments": arguments})
+    return items
+
+
+def same_number(prediction: str | None, answer: str) -> bool:
+    """Whether a generated number equals the gold answer's value."""
+    if not prediction:
+        return False
+    try:
+        return float(prediction) == float(answer)
+    except ValueError:
+        return False
+
+
+def counterfactual_frame(model: NumReason, items: list[dict], max_source: int, progress: bool = True) -> pd.DataFrame:
+    """For each item with a counterfactual (``numeric.counterfactuals``), whether the span head's
+    number set and the generated answer change between the original and the edited question,
+    and (for an argument swap) whether the spans take up the new argument."""
+    pairs = [(item, kind, edited) for item in items for kind, edited in numeric.counterfactuals(item["generated"], item["context"])]
+    if not pairs:
+        return pd.DataFrame(columns=["kind", "spans_moved", "answer_moved", "together", "follows", "correct"])
+    originals = predict(model, [p[0] for p in pairs], max_source, progress=progress, desc="originals")
+    edits = predict(model, [question_item(p[2], p[0]["context"]) for p in pairs], max_source, progress=progress,
+                    desc="counterfactuals")
+    rows = []
+    for (item, kind, edited), before, after in zip(pairs, originals, edits):
+        numbers_before = set().union(*[values_in(s["text"]) for s in before["spans"]])
+        numbers_after = set().union(*[values_in(s["text"]) for s in after["spans"]])
+        spans_moved = numbers_before != numbers_after
+        answer_moved = before["generated"] != after["generated"]
+        new = {m.value for m in edited.arguments} - {m.value for m in item["arguments"]}
+        rows.append({"kind": kind, "spans_moved": spans_moved, "answer_moved": answer_moved,
+                     "together": spans_moved == answer_moved,
+                     "follows": (new <= numbers_after) if new else float("nan"),
+                     "correct": same_number(after["generated"], edited.answer_text)})
+    return pd.DataFrame(rows)
+
+
+def paired_gap(frame: pd.DataFrame, measure: str, first: str, second: str) -> dict:
+    """Mean of ``measure`` for method ``first`` minus method ``second``, paired by question, in
+    percent, with its 95% bootstrap interval."""
+    def values(method: str) -> pd.Series:
+        part = frame[frame["method"] == method]
+        if part.empty:
+            raise ValueError(f"no rows for method {method!r}; methods: {sorted(frame['method'].unique())}")
+        return part.set_index("question")[measure].astype(float)
+
+    difference = (100 * (values(first) - values(second))).dropna()
+    low, high = metrics.bootstrap_interval(difference.to_numpy())
+    return {"difference": float(difference.mean()), "low": low, "high": high, "n": len(difference)}
+
+
+def highlighted(item: dict, prediction: dict) -> str:
+    """HTML of an item's question and passage with the span head's spans marked and the gold
+    arguments underlined."""
+    import html
+
+    def mark(text: str, part: str, underline: list[tuple[int, int]]) -> str:
+        marks = sorted((s["start"], s["end"]) for s in prediction["spans"] if s["part"] == part)
+        edges = sorted({0, len(text), *[x for span in marks + underline for x in span]})
+        out = []
+        for a, b in zip(edges, edges[1:]):
+            piece = html.escape(text[a:b])
+            if any(s <= a and b <= e for s, e in underline):
+                piece = f"<u>{piece}</u>"
+            if any(s <= a and b <= e for s, e in marks):
+                piece = f"<mark>{piece}</mark>"
+            out.append(piece)
+        return "".join(out)
+
+    arguments = [(m.start, m.end) for m in item["arguments"]]
+    return (f"<p><b>Q:</b> {mark(item['question'], 'question', [])} <b>gold:</b> {html.escape(item['answer'])} "
+            f"<b>generated:</b> {html.escape(str(prediction['generated']))} "
+            f"<b>type head:</b> {prediction['type']}<br>{mark(item['context'], 'context', arguments)}</p>")

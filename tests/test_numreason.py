@@ -1,0 +1,182 @@
+import itertools
+import random
+
+import pytest
+import torch
+
+from mtlheads import numreason
+from mtlheads.data import numeric, squad
+from mtlheads.heads import BIOTaggingHead, marginal_log_likelihood
+
+O, B, I = BIOTaggingHead.O, BIOTaggingHead.B, BIOTaggingHead.I
+
+
+def brute_force_marginal(logp, mask, answers):
+    """Sum of the probabilities of every valid tagging, enumerated."""
+    covered = {i for occurrences in answers for s, e in occurrences for i in range(s, e + 1)}
+    positions = [i for i in range(len(mask)) if mask[i]]
+    total = 0.0
+    for tags in itertools.product((O, B, I), repeat=len(positions)):
+        tag = dict(zip(positions, tags))
+        if any(tag[i] != O for i in positions if i not in covered):
+            continue
+        valid = True
+        for occurrences in answers:
+            exact = [tag[s] == B and all(tag[i] == I for i in range(s + 1, e + 1)) for s, e in occurrences]
+            empty = [all(tag[i] == O for i in range(s, e + 1)) for s, e in occurrences]
+            valid &= all(x or y for x, y in zip(exact, empty)) and any(exact)
+        if valid:
+            total += float(sum(logp[i, tag[i]] for i in positions).exp())
+    return total
+
+
+@pytest.mark.parametrize("answers", [[[(1, 1)]], [[(1, 1), (3, 4)]], [[(1, 2)], [(4, 4), (5, 5)]], []])
+def test_bio_marginal_likelihood_equals_the_sum_over_valid_taggings(answers):
+    torch.manual_seed(0)
+    logp = torch.randn(6, 3).log_softmax(-1)
+    mask = torch.tensor([False, True, True, True, True, True])  # position 0 ([CLS]) is never tagged
+    assert float(marginal_log_likelihood(logp, mask, answers).exp()) == pytest.approx(
+        brute_force_marginal(logp, mask, answers), rel=1e-5)
+
+
+def test_bio_decoding_reads_spans_and_never_tags_outside_the_mask():
+    head = BIOTaggingHead(3)
+    with torch.no_grad():
+        head.proj.weight.copy_(torch.eye(3) * 10)
+        head.proj.bias.zero_()
+    tags = [O, B, I, O, I, I, B, B, I]  # an I after an O starts a span
+    states = torch.nn.functional.one_hot(torch.tensor([tags]), 3).float()
+    mask = torch.ones(1, len(tags), dtype=torch.bool)
+    assert head.decode(states, mask) == [[(1, 2), (4, 5), (6, 6), (7, 8)]]
+    mask[0, 7] = False
+    assert head.decode(states, mask) == [[(1, 2), (4, 5), (6, 6), (8, 8)]]
+
+
+@pytest.fixture(scope="module")
+def examples():
+    from mtlheads.encoder import tiny_encoder
+
+    tok = tiny_encoder().tokenizer
+    questions = squad.load()[:40]
+    spans = [e for e in (numreason.span_example(tok, q, 128) for q in questions) if e is not None][:6]
+    items = numreason.arithmetic_items(squad.load()[:400])
+    arithmetic = [e for e in (numreason.arithmetic_example(tok, i, 128, 16) for i in items) if e is not None][:4]
+    return spans, arithmetic, items
+
+
+def test_examples_mark_the_answer_occurrences_and_spell_answers_in_digits(examples, tiny):
+    spans, arithmetic, items = examples
+    tok = tiny.tokenizer
+    assert len(spans) == 6 and len(arithmetic) == 4
+    counts = []
+    for question in squad.load()[:200]:
+        example = numreason.span_example(tok, question, 128)
+        if example is not None:  # every occurrence of the answer is marked, and only those
+            occurrences = example["answers"][0]
+            assert {tok.decode(example["input_ids"][s:e + 1]) for s, e in occurrences} == {
+                tok.decode(tok(question["answers"][0], add_special_tokens=False)["input_ids"])}
+            counts.append(len(occurrences))
+    assert max(counts) >= 2
+    target = arithmetic[0]["target"]
+    assert target[0] == tok.cls_token_id and target[-1] == tok.sep_token_id
+    assert "".join(tok.convert_ids_to_tokens(target[1:-1])) == items[0]["answer"]
+    # An argument cut off by truncation: no example.
+    late = next(i for i in items if i["arguments"][0].start > 400)
+    assert numreason.arithmetic_example(tok, late, 32, 16) is None
+
+
+def test_three_heads_give_every_output_and_the_type_head_routes_the_answer(examples, tiny):
+    spans, arithmetic, items = examples
+    model = numreason.NumReason(tiny, numreason.NumReasonConfig(max_answer=8))
+    batch = numreason.collate(spans + arithmetic, tiny.tokenizer.pad_token_id)
+    losses = model.losses(batch)
+    assert set(losses) == {"span", "generation", "type"} and all(torch.isfinite(v) for v in losses.values())
+    states = model.encode(batch["input_ids"], batch["attention_mask"])
+    assert model.spans(states).shape == (*batch["input_ids"].shape, 3)
+    assert model.type_head(states[:, 0]).shape == (len(spans) + len(arithmetic), 2)
+    model.eval()
+    for choice in (0, 1):
+        with torch.no_grad():
+            model.type_head.bias.copy_(torch.tensor([10.0, -10.0]) if choice == 0 else torch.tensor([-10.0, 10.0]))
+        out = numreason.predict(model, items[:3], 128, progress=False)
+        for p in out:
+            assert p["type"] == numreason.TYPES[choice]
+            assert p["answer"] == (p["span_answer"] if choice == 0 else p["generated"])
+            assert p["generated"] is not None and set(p["generated"]) <= set(numreason.DIGITS)
+            scores = [n["score"] for n in p["numbers"]]  # the passage's numbers, most likely tagged first
+            assert scores == sorted(scores, reverse=True) and all(0.0 <= x <= 1.0 for x in scores)
+    control = numreason.NumReason(tiny, numreason.NumReasonConfig(tasks=("span",)))
+    assert set(control.losses(numreason.collate(spans, tiny.tokenizer.pad_token_id))) == {"span"}
+    control.eval()
+    assert all(p["generated"] is None and p["type"] == "span" for p in numreason.predict(control, items[:2], 128,
+                                                                                         progress=False))
+
+
+def test_span_head_learns_a_memorised_batch(examples, tiny):
+    spans, _, _ = examples
+    torch.manual_seed(0)
+    model = numreason.NumReason(tiny, numreason.NumReasonConfig(tasks=("span",)))
+    batch = numreason.collate(spans[:2], tiny.tokenizer.pad_token_id)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        loss = model.losses(batch)["span"]
+        first = first if first is not None else float(loss.detach())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss.detach()) < 0.05 * first
+    states = model.encode(batch["input_ids"], batch["attention_mask"])
+    decoded = model.spans.decode(states, batch["tag_mask"])
+    assert [d[0] in a[0] for d, a in zip(decoded, batch["answers"])] == [True, True]
+
+
+def test_arguments_match_by_value_whatever_the_spelling():
+    text = "It had 1,200 men in 1805 and twelve hundred horses."
+    arguments = [m for m in numeric.mentions(text) if m.text in ("1,200", "1805")]
+    assert numreason.values_in("twelve hundred") == {1200.0}
+    assert numreason.argument_scores(["1200", "in 1805", "horses"], arguments) == {
+        "recall": 1.0, "precision": pytest.approx(2 / 3), "all": 1.0, "spans": 3}
+    assert numreason.argument_scores(["twelve hundred"], arguments)["recall"] == 0.5
+    none = numreason.argument_scores([], arguments)
+    assert none["recall"] == 0.0 and none["all"] == 0.0 and none["precision"] != none["precision"]  # NaN
+    with pytest.raises(ValueError, match="at least one gold argument"):
+        numreason.argument_scores(["1200"], [])
+
+
+def test_baselines_draw_from_the_passage_numbers():
+    item = {"context": "In 1973 there were 1,200 men, 300 horses and 40 dogs.",
+            "arguments": [m for m in numeric.mentions("1,200 men, 300 horses")]}
+    rng = random.Random(0)
+    assert numreason.baseline_spans(item, "all numbers", rng) == ["1973", "1,200", "300", "40"]
+    drawn = numreason.baseline_spans(item, "random numbers", rng)
+    assert len(drawn) == 2 and set(drawn) <= {"1973", "1,200", "300", "40"}
+    with pytest.raises(ValueError, match="'some numbers'.*random numbers"):
+        numreason.baseline_spans(item, "some numbers", rng)
+
+
+def test_word_spans_widen_to_whole_numbers_without_punctuation():
+    text = 'It cost 1,200, said "Smith".'
+    start = text.index("1,200")
+    assert numreason.word_span(text, start, start + 1) == (start, start + 5)
+    quoted = text.index("Smith")
+    assert text[slice(*numreason.word_span(text, quoted, quoted + 2))] == "Smith"
+
+
+def test_gsm8k_items_split_off_the_question_and_keep_context_arguments():
+    items = numreason.gsm8k_items(numeric.gsm8k("test")[:50])
+    assert items and all(i["question"].endswith("?") or i["question"] for i in items)
+    for item in items:
+        assert item["arguments"] and not item["context"].endswith(item["question"])
+        assert all(item["context"][m.start:m.end] == m.text for m in item["arguments"])
+
+
+def test_generated_numbers_compare_by_value():
+    assert numreason.same_number("18", "18") and numreason.same_number("18.0", "18")
+    assert not numreason.same_number("1.8", "18") and not numreason.same_number("", "18")
+    assert not numreason.same_number("1-8", "18")
+
+
+def test_unknown_tasks_are_named():
+    with pytest.raises(ValueError, match=r"'arithmetic'\), not \('span', 'sum'\)"):
+        numreason.NumReasonConfig(tasks=("span", "sum"))
