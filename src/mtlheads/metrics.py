@@ -113,3 +113,11 @@ def bootstrap_interval(values, resamples: int = 2000, level: float = 0.95, seed:
     means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(1)
     tail = (1 - level) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def paired_difference(first, second) -> dict:
+    """Mean of ``first - second`` (pandas Series on the same index, e.g. per question), pairs with a
+    missing side dropped, with its 95% bootstrap interval and the number of pairs."""
+    difference = (first - second).dropna()
+    low, high = bootstrap_interval(difference.to_numpy())
+    return {"difference": float(difference.mean()), "low": low, "high": high, "n": len(difference)}

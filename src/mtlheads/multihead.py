@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -66,3 +67,33 @@ def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: 
         bar.set_postfix({t: f"{v:.2f}" for t, v in values.items()})
     model.eval()
     return {"steps": total, "train_seconds": time.perf_counter() - start, "losses": losses}
+
+
+@dataclass
+class RunResult:
+    """A trained multi-head model: its config, training cost, examples per task, losses and weights."""
+
+    config: Any
+    steps: int = 0
+    train_seconds: float = 0.0
+    examples: dict = field(default_factory=dict)  # per task
+    losses: list = field(default_factory=list)  # per step, {head: loss}
+    state_dict: dict | None = None
+
+
+def train_run(model: nn.Module, config, examples: list, collate: Callable[[list], dict], new: list[nn.Parameter],
+              examples_per_task: dict, progress: bool = True) -> RunResult:
+    """``fit`` with the optimisation settings of ``config`` (``epochs``, ``batch_size``, ``lr``,
+    ``lr_new``, ``warmup``, ``clip``, ``seed``, ``label``); the trained weights in a ``RunResult``."""
+    run = fit(model, examples, collate, new, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+              lr_new=config.lr_new, warmup=config.warmup, clip=config.clip, seed=config.seed, desc=config.label,
+              progress=progress)
+    return RunResult(config, run["steps"], run["train_seconds"], examples_per_task, run["losses"],
+                     {k: v.detach().clone() for k, v in model.state_dict().items()})
+
+
+def restored(model: nn.Module, result: RunResult) -> nn.Module:
+    """``model`` (built from ``result.config``) with the trained weights, in eval mode."""
+    model.load_state_dict(result.state_dict)
+    model.eval()
+    return model

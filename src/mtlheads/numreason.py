@@ -16,9 +16,10 @@ Span questions are SQuAD v1.1's; arithmetic questions are written over the same 
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -207,57 +208,34 @@ def squad_parts(config: NumReasonConfig) -> tuple[list[dict], list[dict]]:
 
 def training_examples(config: NumReasonConfig, tokenizer) -> list[dict]:
     rng = random.Random(config.seed)
-    train_questions = squad_parts(config)[0]
+    passages_in_order = squad_parts(config)[0]
+    train_questions = passages_in_order[:]
     rng.shuffle(train_questions)
+    # Tokenise only as many questions as are used: stop once enough examples are kept.
     made = (span_example(tokenizer, q, config.max_source) for q in train_questions)
-    examples = _first(made, config.span_examples)
+    examples = list(itertools.islice((e for e in made if e is not None), config.span_examples))
     if "arithmetic" in config.tasks:
-        items = arithmetic_items(squad_parts(config)[0])
+        items = arithmetic_items(passages_in_order)
         rng.shuffle(items)
         made = (arithmetic_example(tokenizer, item, config.max_source, config.max_answer) for item in items)
-        examples += _first(made, config.arithmetic_examples)
+        examples += list(itertools.islice((e for e in made if e is not None), config.arithmetic_examples))
     rng.shuffle(examples)
     return examples
 
 
-def _first(made, limit: int | None) -> list[dict]:
-    """The first ``limit`` (None: all) examples that are not None, making no more than needed."""
-    out = []
-    for example in made:
-        if example is not None:
-            out.append(example)
-            if limit is not None and len(out) == limit:
-                break
-    return out
-
-
 # Training ---------------------------------------------------------------------------------------
-
-@dataclass
-class NumReasonResult:
-    config: NumReasonConfig
-    steps: int = 0
-    train_seconds: float = 0.0
-    examples: dict = field(default_factory=dict)  # per task
-    losses: list = field(default_factory=list)  # per step, {head: loss}
-    state_dict: dict | None = None
-
 
 def build(config: NumReasonConfig, encoder=None) -> NumReason:
     torch.manual_seed(config.seed)
     return NumReason(encoder if encoder is not None else load_encoder(config.encoder), config)
 
 
-def train(config: NumReasonConfig, progress: bool = True, encoder=None) -> NumReasonResult:
+def train(config: NumReasonConfig, progress: bool = True, encoder=None) -> multihead.RunResult:
     model = build(config, encoder)
     examples = training_examples(config, model.tokenizer)
-    run = multihead.fit(model, examples, lambda chosen: collate(chosen, model.tokenizer.pad_token_id),
-                        model.new_parameters(), epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                        lr_new=config.lr_new, warmup=config.warmup, clip=config.clip, seed=config.seed,
-                        desc=config.label, progress=progress)
     counts = {"span": sum(e["type"] == 0 for e in examples), "arithmetic": sum(e["type"] == 1 for e in examples)}
-    return NumReasonResult(config, run["steps"], run["train_seconds"], {t: counts[t] for t in config.tasks},
-                           run["losses"], {k: v.detach().clone() for k, v in model.state_dict().items()})
+    return multihead.train_run(model, config, examples, lambda chosen: collate(chosen, model.tokenizer.pad_token_id),
+                               model.new_parameters(), {t: counts[t] for t in config.tasks}, progress)
 
 
 def code_modules() -> list:
@@ -278,15 +256,12 @@ def profile_configs(knobs: dict) -> list[NumReasonConfig]:
             for seed in knobs["seeds"] for tasks in (TASKS, ("span",))]
 
 
-def train_cached(config: NumReasonConfig, progress: bool = True) -> NumReasonResult:
+def train_cached(config: NumReasonConfig, progress: bool = True) -> multihead.RunResult:
     return cache.cached("numreason", asdict(config), lambda: train(config, progress), modules=code_modules())
 
 
-def load(result: NumReasonResult) -> NumReason:
-    model = build(result.config)
-    model.load_state_dict(result.state_dict)
-    model.eval()
-    return model
+def load(result: multihead.RunResult) -> NumReason:
+    return multihead.restored(build(result.config), result)
 
 
 # Inference --------------------------------------------------------------------------------------
@@ -498,9 +473,7 @@ def paired_gap(frame: pd.DataFrame, measure: str, first: str, second: str) -> di
             raise ValueError(f"no rows for method {method!r}; methods: {sorted(frame['method'].unique())}")
         return part.set_index("question")[measure].astype(float)
 
-    difference = (100 * (values(first) - values(second))).dropna()
-    low, high = metrics.bootstrap_interval(difference.to_numpy())
-    return {"difference": float(difference.mean()), "low": low, "high": high, "n": len(difference)}
+    return metrics.paired_difference(100 * values(first), 100 * values(second))
 
 
 def highlighted(item: dict, prediction: dict) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import itertools
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -178,31 +178,17 @@ def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
 
 # Training ---------------------------------------------------------------------------------------
 
-@dataclass
-class ReaderSumResult:
-    config: ReaderSumConfig
-    steps: int = 0
-    train_seconds: float = 0.0
-    examples: dict = field(default_factory=dict)  # per task
-    losses: list = field(default_factory=list)  # per step, {task: loss}
-    state_dict: dict | None = None
-
-
 def build(config: ReaderSumConfig, encoder=None) -> ReaderSum:
     torch.manual_seed(config.seed)
     return ReaderSum(encoder if encoder is not None else load_encoder(config.encoder), config)
 
 
-def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> ReaderSumResult:
+def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> multihead.RunResult:
     model = build(config, encoder)
     examples = training_examples(config, model.tokenizer)
-    run = multihead.fit(model, examples, lambda chosen: collate(chosen, model.tokenizer.pad_token_id),
-                        list(model.qa.parameters()) + model.summarizer.new_parameters(), epochs=config.epochs,
-                        batch_size=config.batch_size, lr=config.lr, lr_new=config.lr_new, warmup=config.warmup,
-                        clip=config.clip, seed=config.seed, desc=config.label, progress=progress)
-    return ReaderSumResult(config, run["steps"], run["train_seconds"],
-                           {t: sum(e["task"] == t for e in examples) for t in config.tasks}, run["losses"],
-                           {k: v.detach().clone() for k, v in model.state_dict().items()})
+    return multihead.train_run(model, config, examples, lambda chosen: collate(chosen, model.tokenizer.pad_token_id),
+                               list(model.qa.parameters()) + model.summarizer.new_parameters(),
+                               {t: sum(e["task"] == t for e in examples) for t in config.tasks}, progress)
 
 
 def code_modules() -> list:
@@ -224,15 +210,12 @@ def profile_configs(knobs: dict) -> list[ReaderSumConfig]:
             for seed in knobs["seeds"] for tasks in (TASKS, ("summ",))]
 
 
-def train_cached(config: ReaderSumConfig, progress: bool = True) -> ReaderSumResult:
+def train_cached(config: ReaderSumConfig, progress: bool = True) -> multihead.RunResult:
     return cache.cached("readersum", asdict(config), lambda: train(config, progress), modules=code_modules())
 
 
-def load(result: ReaderSumResult) -> ReaderSum:
-    model = build(result.config)
-    model.load_state_dict(result.state_dict)
-    model.eval()
-    return model
+def load(result: multihead.RunResult) -> ReaderSum:
+    return multihead.restored(build(result.config), result)
 
 
 # Inference --------------------------------------------------------------------------------------
@@ -372,9 +355,7 @@ def paired_difference(frame: pd.DataFrame, measure: str, first: tuple[str, str],
         keys = [c for c in ("seed", "passage", "question_index") if c in part]
         return part.set_index(keys)[measure].astype(float)
 
-    difference = (100 * (values(*first) - values(*second))).dropna()
-    low, high = metrics.bootstrap_interval(difference.to_numpy())
-    return {"difference": float(difference.mean()), "low": low, "high": high, "n": len(difference)}
+    return metrics.paired_difference(100 * values(*first), 100 * values(*second))
 
 
 def rouge_scores(model: ReaderSum, documents: list[dict], max_source: int, progress: bool = True,
