@@ -4,7 +4,8 @@ Both run in this process on the same POS data (PTB tags of EWT5), the same encod
 batch size. The baseline is what a user would otherwise write: AutoModelForTokenClassification
 (labels on each word's first subword) with transformers' Trainer and its defaults (random batch
 order, padding to the longest in each batch). Also prints the achieved FLOP/s of our training
-steps as a fraction of a float32 matrix multiply measured in the same run.
+steps as a fraction of a float32 matrix multiply measured in the same run, and what freezing
+the word embeddings (the `default` profile's ``freeze_word_embeddings``) saves in our trainer.
 
     .venv/bin/python bench/bench_train.py [--sentences 1024]
 """
@@ -46,9 +47,9 @@ def training_flops(model, subwords: int, attention_subwords_sq: int) -> float:
     return 6 * params * subwords + 3 * attention
 
 
-def ours(corpus, n: int, batch_size: int):
+def ours(corpus, n: int, batch_size: int, freeze_word_embeddings: bool = False):
     config = TrainConfig(tasks=("pos",), epochs=1, train_sentences=n, dev_sentences=8, test_sentences=8,
-                         evaluations=1, batch_size=batch_size)
+                         evaluations=1, batch_size=batch_size, freeze_word_embeddings=freeze_word_embeddings)
     result = train(config, corpus, progress=True)
     train_set = list(corpus["train"].select(range(n)))
     model = build_model(config, train_set)
@@ -110,10 +111,14 @@ def main() -> None:
     peak = matmul_flops()
     base = baseline(corpus, args.sentences, args.batch_size)
     mine = ours(corpus, args.sentences, args.batch_size)
+    frozen = ours(corpus, args.sentences, args.batch_size, freeze_word_embeddings=True)
     print(f"\nPOS, {args.sentences} sentences, batch {args.batch_size}, {torch.get_num_threads()} threads")
     print(f"{'':22}{'baseline':>12}{'mtlheads':>12}{'ratio':>8}")
     for key in ("train sentences/s", "train subwords/s", "eval sentences/s"):
         print(f"{key:22}{base[key]:12.1f}{mine[key]:12.1f}{mine[key] / base[key]:8.2f}x")
+    print(f"word embeddings frozen: {frozen['train sentences/s']:.1f} train sentences/s, "
+          f"{frozen['train sentences/s'] / mine['train sentences/s']:.2f}x our trainer's, "
+          f"{frozen['train sentences/s'] / base['train sentences/s']:.2f}x the baseline's")
     print(f"float32 matmul: {peak / 1e9:.1f} GFLOP/s; our training steps: {mine['train FLOP/s'] / 1e9:.1f} GFLOP/s "
           f"({100 * mine['train FLOP/s'] / peak:.0f}% of it)")
 

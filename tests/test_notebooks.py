@@ -34,6 +34,7 @@ RANGES = {
         "ch2_stl_seconds": (0.01, 3600.0),
         "ch2_joint_seconds": (0.01, 3600.0),
         "ch2_mtl_update_ratio": (5.0, 5.0),  # sampled MTL-5: one task a step, five passes an epoch
+        "ch2_srl_unary_loss": (1.0, 1.0),
     },
     "03_head_pruning": {
         "ch3_models": (6, 6),
@@ -106,6 +107,8 @@ RANGES = {
     },
 }
 WORDS = {"ch2_verdict": {"holds", "does not hold"},
+         "ch2_frozen_embeddings": {"frozen"},  # smoke runs the default profile's recipe
+         "ch2_full_recipe": {"the paper's recipe"},
          "ch3_shared_verdict": {"more", "not significantly more"},
          "ch3_middle_verdict": {"a middle layer", "not a middle layer"},
          "ch4_stl_verdict": {"holds", "does not hold"},

@@ -12,7 +12,7 @@ from mtlheads.encoder import tiny_encoder
 from mtlheads.tasks import TASK_CLASSES, build_task, check_tasks
 from mtlheads.tasks.con import cky, inside
 from mtlheads.tasks.dep import eisner, is_tree
-from mtlheads.tasks.srl import FactoredSpanLayer
+from mtlheads.tasks.srl import SRL, FactoredSpanLayer, candidate_spans
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +29,11 @@ def label_source():
     return list(ewt5.load()["train"].select(range(1500)))
 
 
-def memorise(task_name, sentences, label_source, steps=300, seed=0):
+def memorise(task_name, sentences, label_source, steps=300, seed=0, **settings):
     encoder = tiny_encoder(seed=seed)
     decoder = build_task(task_name, label_source, encoder.hidden_size)
+    for name, value in settings.items():
+        setattr(decoder, name, value)
     params = list(encoder.parameters()) + list(decoder.parameters())
     optimizer = torch.optim.Adam(params, lr=3e-3)
     batch = encoder.tokenize([s["tokens"] for s in sentences])
@@ -61,6 +63,26 @@ def test_decoder_memorises_a_batch(task_name, short_sentences, label_source):
     golds = [decoder.gold(s) for s in short_sentences]
     score = decoder.score(predictions, golds, short_sentences)
     assert score[decoder.metric] == 100.0, score
+
+
+def test_srl_with_the_unary_loss_memorises_a_batch(short_sentences, label_source):
+    losses, predictions, decoder = memorise("srl", short_sentences, label_source, unary_weight=1.0)
+    assert np.mean(losses[-10:]) < 0.25 * np.mean(losses[:10]), "loss does not fall"
+    assert decoder.score(predictions, [decoder.gold(s) for s in short_sentences])["f1"] == 100.0
+
+
+def test_srl_unary_loss_labels_gold_predicates_and_arguments_and_skips_padding():
+    spans = candidate_spans(4, 2)  # (0,0) (0,1) (1,1) (1,2) (2,2) (2,3) (3,3)
+    frames = [{(1, 2, 3): 1, (1, 0, 0): 2}, {(0, 1, 2): 1}]  # sentence 2 has 3 words
+    gold_args = [{(2, 3), (0, 0)}, {(1, 2)}]
+    a = 4.0  # logits +a on every gold item and -a elsewhere: each item's BCE is log(1 + e^-a)
+    arg_scores = torch.tensor([[a if tuple(sp) in g else -a for sp in spans.tolist()] for g in gold_args])
+    arg_scores[1, [5, 6]] = float("-inf")  # spans ending on sentence 2's padding
+    pred_scores = torch.tensor([[-a, a, -a, -a], [a, -a, -a, float("-inf")]])
+    expected = 2 * math.log1p(math.exp(-a))
+    assert SRL._unary_loss(spans, arg_scores, pred_scores, frames).item() == pytest.approx(expected, rel=1e-5)
+    wrong = SRL._unary_loss(spans, -arg_scores, -pred_scores, frames).item()  # every label flipped
+    assert wrong == pytest.approx(2 * math.log1p(math.exp(a)), rel=1e-5)
 
 
 @pytest.mark.parametrize("task_name", list(TASK_CLASSES))

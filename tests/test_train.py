@@ -29,6 +29,17 @@ def test_same_seed_same_scores_and_weights(corpus):
     assert any(not torch.equal(first.state_dict[k], other.state_dict[k]) for k in first.state_dict)
 
 
+def test_frozen_word_embeddings_stay_as_loaded_while_the_rest_of_the_encoder_trains(corpus):
+    key = "model.embeddings.word_embeddings.weight"
+    loaded = tiny_encoder(seed=0).state_dict()
+    frozen = tiny_run(corpus, tasks=("pos",), freeze_word_embeddings=True).state_dict
+    assert torch.equal(frozen["encoder." + key], loaded[key])
+    assert not torch.equal(frozen["encoder.model.encoder.layer.0.attention.self.query.weight"],
+                           loaded["model.encoder.layer.0.attention.self.query.weight"])
+    trained = tiny_run(corpus, tasks=("pos",)).state_dict
+    assert not torch.equal(trained["encoder." + key], loaded[key])
+
+
 def test_sampled_mtl_takes_one_step_per_task_batch_and_joint_one_per_batch(corpus):
     sampled = tiny_run(corpus, epochs=1)
     joint = tiny_run(corpus, epochs=1, mtl_mode="joint")

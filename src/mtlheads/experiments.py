@@ -15,13 +15,14 @@ from mtlheads.gates import OPEN_THRESHOLD, evaluation_gates
 from mtlheads.tasks import TASK_CLASSES
 from mtlheads.train import TrainConfig, TrainResult, code_modules, corpus_split, load_model, train_cached
 
-SCALE_KNOBS = ("train_sentences", "dev_sentences", "test_sentences", "epochs", "evaluations", "patience",
-               "batch_size")
+# A profile's training knobs: the scale, and the two recipe changes short runs need.
+RUN_KNOBS = ("train_sentences", "dev_sentences", "test_sentences", "epochs", "evaluations", "patience",
+             "batch_size", "freeze_word_embeddings", "srl_unary_loss")
 
 
 def stl_mtl_configs(knobs: dict, mtl_modes=("sample", "joint")) -> list[TrainConfig]:
     """Five STL runs and one MTL-5 run per mode, for every seed, at the profile's scale."""
-    scale = {k: knobs[k] for k in SCALE_KNOBS}
+    scale = {k: knobs[k] for k in RUN_KNOBS}
     configs = []
     for seed in knobs["seeds"]:
         configs += [TrainConfig(tasks=(t,), encoder=knobs["encoder"], seed=seed, **scale) for t in TASKS]
@@ -96,7 +97,7 @@ PAPER_LAMBDAS = {"pos": 0.01, "ner": 2e-4, "dep": 0.01, "con": 0.01, "srl": 1e-3
 
 
 def _gated(knobs: dict, **fields) -> TrainConfig:
-    scale = {k: knobs[k] for k in SCALE_KNOBS}
+    scale = {k: knobs[k] for k in RUN_KNOBS}
     return TrainConfig(encoder=knobs["encoder"], lr_encoder=1e-5, lr_gates=knobs["gate_lr"], **scale, **fields)
 
 
@@ -190,7 +191,7 @@ def probe_models(knobs: dict) -> dict[tuple[str, int], TrainConfig | None]:
     chapter 2's STL model per task (setting ``STL POS`` ...) and MTL-5 (the paper's sampled MTL),
     and with ``pairwise_mtl`` every task pair's MTL model (``MTL POS+NER`` ...)."""
     models: dict[tuple[str, int], TrainConfig | None] = {(PRETRAINED, 0): None}
-    scale = {k: knobs[k] for k in SCALE_KNOBS}
+    scale = {k: knobs[k] for k in RUN_KNOBS}
     for seed in knobs["seeds"]:
         for t in TASKS:
             models[(f"STL {t.upper()}", seed)] = TrainConfig(tasks=(t,), encoder=knobs["encoder"], seed=seed, **scale)

@@ -44,6 +44,8 @@ class TrainConfig:
     batch_size: int = 32  # sentences per batch
     lr_decoder: float = 1e-3
     lr_encoder: float = 5e-5
+    freeze_word_embeddings: bool = False  # not in the paper: a cheaper step for short runs
+    srl_unary_loss: float = 0.0  # not in the paper: SRL's pruner also taught directly (tasks.srl)
     warmup: float = 0.1
     clip: float = 1.0
     word_dropout: float = 0.2
@@ -189,6 +191,8 @@ def build_model(config: TrainConfig, train: list[dict], encoder: Encoder | None 
     """The encoder named by the config (or the one given, e.g. a tiny test encoder) plus fresh decoders."""
     encoder = encoder if encoder is not None else load_encoder(config.encoder)
     decoders = {t: build_task(t, train, encoder.hidden_size) for t in config.tasks}
+    if "srl" in decoders:
+        decoders["srl"].unary_weight = config.srl_unary_loss
     gates = HardConcreteGates(encoder.num_layers, encoder.num_heads) if config.gate_lambda is not None else None
     return MultiTaskModel(encoder, decoders, gates)
 
@@ -214,7 +218,11 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
     total_steps = max(1, round(config.epochs * steps_per_epoch))
     probs = sampling_probabilities({t: batches_per_epoch for t in config.tasks}, config.sampling_temperature)
 
-    groups = [{"params": enc.parameters(), "lr": config.lr_encoder},
+    if config.freeze_word_embeddings:
+        # about half of the encoder's weights: their gradient, clipping and AdamW update skipped
+        enc.model.embeddings.word_embeddings.requires_grad_(False)
+    trained = [p for p in enc.parameters() if p.requires_grad] + list(model.decoders.parameters())
+    groups = [{"params": [p for p in enc.parameters() if p.requires_grad], "lr": config.lr_encoder},
               {"params": model.decoders.parameters(), "lr": config.lr_decoder}]
     # fused: one kernel for all parameters (about 20% faster a step on CPU)
     optimizer = torch.optim.AdamW(groups, fused=True)
@@ -257,7 +265,7 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
         if gate_optimizer is not None:
             gate_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(list(enc.parameters()) + list(model.decoders.parameters()), config.clip)
+        nn.utils.clip_grad_norm_(trained, config.clip)
         optimizer.step()
         schedule.step()
         if gate_optimizer is not None:

@@ -4,7 +4,9 @@ Every word is a candidate predicate and every span of up to ``max_width`` words 
 argument. Unary scores prune them to the best ``0.4 n`` predicates and ``0.8 n`` arguments;
 each kept (predicate, argument) pair gets role scores ``s_p + s_a + s_rel(role)``, with the
 null role fixed at 0. Training maximises the likelihood of the gold role (or null) over the
-kept pairs. Decoding keeps each pair's best non-null role, drops arguments of a predicate
+kept pairs. In He et al. the pruner learns only through the kept pairs; ``unary_weight`` > 0
+(not in the paper) adds a binary loss that teaches it directly which words are predicates and
+which spans are arguments, so that short runs stop pruning the gold arguments away. Decoding keeps each pair's best non-null role, drops arguments of a predicate
 that overlap a better one, and predicts a predicate where it has an argument.
 Metrics: F1 over (predicate, start, end, role) and predicate F1.
 """
@@ -74,8 +76,10 @@ class SRL(Task):
     name, metric = "srl", "f1"
 
     def __init__(self, hidden: int, roles: list[str], mlp: int = 150, max_width: int = 30,
-                 width_dim: int = 20, arg_ratio: float = 0.8, pred_ratio: float = 0.4, dropout: float = 0.33):
+                 width_dim: int = 20, arg_ratio: float = 0.8, pred_ratio: float = 0.4, dropout: float = 0.33,
+                 unary_weight: float = 0.0):
         super().__init__()
+        self.unary_weight = unary_weight
         self.roles = [NULL, *roles]
         self.index = {r: i for i, r in enumerate(self.roles)}
         self.max_width, self.arg_ratio, self.pred_ratio = max_width, arg_ratio, pred_ratio
@@ -100,7 +104,8 @@ class SRL(Task):
                             for f in s["srl"] for a in f["arguments"]} for s in sentences]}
 
     def _pairs(self, words, word_mask):
-        """Role scores (batch, P, A, roles) of the kept pairs, their mask, argument spans and predicates."""
+        """Role scores (batch, P, A, roles) of the kept pairs, their mask, argument spans and
+        predicates; and the unary scores of all candidate arguments and predicates."""
         h, mask = words[:, 1:], word_mask[:, 1:]
         batch, n, _ = h.shape
         lengths = torch.tensor(sentence_words(word_mask), device=h.device)
@@ -126,10 +131,10 @@ class SRL(Task):
         role_scores = role_scores + unary.masked_fill(~torch.isfinite(unary), 0.0)[..., None]
         scores = torch.cat([role_scores.new_zeros(*role_scores.shape[:-1], 1), role_scores], -1)  # null = 0
         pair_keep = p_keep[:, :, None] & a_keep[:, None, :]
-        return scores, pair_keep, spans[top_args], top_preds
+        return scores, pair_keep, spans[top_args], top_preds, (spans, arg_scores, pred_scores)
 
     def loss(self, words, word_mask, targets):
-        scores, keep, arg_spans, preds = self._pairs(words, word_mask)
+        scores, keep, arg_spans, preds, unary = self._pairs(words, word_mask)
         gold = torch.zeros(keep.shape, dtype=torch.long)
         for b, frames in enumerate(targets["frames"]):
             if not frames:
@@ -137,12 +142,30 @@ class SRL(Task):
             pred_at = {p: i for i, p in enumerate(preds[b].tolist())}
             arg_at = {(s, e): i for i, (s, e) in enumerate(arg_spans[b].tolist())}
             for (p, s, e), role in frames.items():
-                if p in pred_at and (s, e) in arg_at:  # gold pairs pruned away teach only the unary scores
+                if p in pred_at and (s, e) in arg_at:  # gold pairs pruned away are not in this loss
                     gold[b, pred_at[p], arg_at[(s, e)]] = role
-        return F.cross_entropy(scores[keep], gold.to(scores.device)[keep])
+        loss = F.cross_entropy(scores[keep], gold.to(scores.device)[keep])
+        if self.unary_weight:
+            loss = loss + self.unary_weight * self._unary_loss(*unary, targets["frames"])
+        return loss
+
+    @staticmethod
+    def _unary_loss(spans, arg_scores, pred_scores, frames):
+        """Binary cross-entropy of every candidate argument (a gold argument of some predicate or
+        not) and every word (a gold predicate or not), over real spans and words only."""
+        span_at = {(s, e): i for i, (s, e) in enumerate(spans.tolist())}
+        arg_gold, pred_gold = torch.zeros(arg_scores.shape), torch.zeros(pred_scores.shape)
+        for b, sentence in enumerate(frames):
+            for p, s, e in sentence:
+                pred_gold[b, p] = 1.0
+                if (s, e) in span_at:  # wider than max_width: never a candidate
+                    arg_gold[b, span_at[(s, e)]] = 1.0
+        real_args, real_preds = torch.isfinite(arg_scores), torch.isfinite(pred_scores)
+        return (F.binary_cross_entropy_with_logits(arg_scores[real_args], arg_gold.to(arg_scores.device)[real_args])
+                + F.binary_cross_entropy_with_logits(pred_scores[real_preds], pred_gold.to(pred_scores.device)[real_preds]))
 
     def decode(self, words, word_mask):
-        scores, keep, arg_spans, preds = self._pairs(words, word_mask)
+        scores, keep, arg_spans, preds, _ = self._pairs(words, word_mask)
         probs = scores.softmax(-1)
         best_p, best = probs.max(-1)
         chosen = keep & (best > 0)
