@@ -6,8 +6,9 @@ each kept (predicate, argument) pair gets role scores ``s_p + s_a + s_rel(role)`
 null role fixed at 0. Training maximises the likelihood of the gold role (or null) over the
 kept pairs. In He et al. the pruner learns only through the kept pairs; ``unary_weight`` > 0
 (not in the paper) adds a binary loss that teaches it directly which words are predicates and
-which spans are arguments, so that short runs stop pruning the gold arguments away. Decoding keeps each pair's best non-null role, drops arguments of a predicate
-that overlap a better one, and predicts a predicate where it has an argument.
+which spans are arguments, so that short runs stop pruning the gold arguments away.
+Decoding keeps each pair's best non-null role, drops arguments of a predicate that overlap a
+better one, and predicts a predicate where it has an argument.
 Metrics: F1 over (predicate, start, end, role) and predicate F1.
 """
 
