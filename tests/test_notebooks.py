@@ -35,6 +35,7 @@ RANGES = {
         "ch2_joint_seconds": (0.01, 3600.0),
         "ch2_mtl_update_ratio": (5.0, 5.0),  # sampled MTL-5: one task a step, five passes an epoch
         "ch2_srl_unary_loss": (1.0, 1.0),
+        "ch2_word_embedding_percent": (50.0, 55.0),  # MiniLM-L6: 30,522 x 384 of 22.7M weights
     },
     "03_head_pruning": {
         "ch3_models": (6, 6),

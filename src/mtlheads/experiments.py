@@ -31,6 +31,12 @@ def stl_mtl_configs(knobs: dict, mtl_modes=("sample", "joint")) -> list[TrainCon
     return configs
 
 
+def word_embedding_share(encoder: str) -> float:
+    """The fraction of the encoder's weights in its word-embedding matrix (what freezing it spares)."""
+    model = load_encoder(encoder).model
+    return model.embeddings.word_embeddings.weight.numel() / sum(p.numel() for p in model.parameters())
+
+
 def run_all(configs: list[TrainConfig], corpus=None) -> list[TrainResult]:
     """Train (or fetch from the run cache) every config, in order."""
     return [train_cached(c, corpus) for c in configs]

@@ -13,6 +13,7 @@ import string
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
@@ -113,6 +114,26 @@ def bootstrap_interval(values, resamples: int = 2000, level: float = 0.95, seed:
     means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(1)
     tail = (1 - level) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def interval_table(frame: pd.DataFrame, keys: list[str], measures: dict[str, str],
+                   scales: dict[str, float] | None = None) -> pd.DataFrame:
+    """Per group of ``keys``: each measure's mean over rows and its 95% bootstrap interval, and
+    the number of rows. ``measures`` maps a column to the name shown; values are scaled by 100
+    (percent) unless ``scales`` names another factor. Measures with no values in a group are
+    left out of it."""
+    scales = scales or {}
+    rows = []
+    for key, part in frame.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        for column, name in measures.items():
+            values = scales.get(column, 100.0) * part[column].dropna().astype(float).to_numpy()
+            if not len(values):
+                continue
+            low, high = bootstrap_interval(values)
+            rows.append({**dict(zip(keys, key)), "measure": name, "mean": values.mean(), "low": low, "high": high,
+                         "n": len(values)})
+    return pd.DataFrame(rows)
 
 
 def paired_difference(first, second) -> dict:

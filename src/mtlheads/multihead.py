@@ -8,6 +8,7 @@ rates, with a linear warm-up then linear decay.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,12 @@ def freeze_bottom(encoder_model, layers: int) -> None:
         encoder_model.embeddings.requires_grad_(False)
         for layer in encoder_model.encoder.layer[:layers]:
             layer.requires_grad_(False)
+
+
+def first_made(made, limit: int | None) -> list:
+    """The first ``limit`` items of ``made`` that are not None (None: all). ``made`` is a lazy
+    generator of examples (None where one does not fit), so only as many are built as are kept."""
+    return list(itertools.islice((e for e in made if e is not None), limit))
 
 
 def batches(items: list, size: int):

@@ -16,7 +16,6 @@ Span questions are SQuAD v1.1's; arithmetic questions are written over the same 
 
 from __future__ import annotations
 
-import itertools
 import random
 import re
 from dataclasses import asdict, dataclass
@@ -213,12 +212,12 @@ def training_examples(config: NumReasonConfig, tokenizer) -> list[dict]:
     rng.shuffle(train_questions)
     # Tokenise only as many questions as are used: stop once enough examples are kept.
     made = (span_example(tokenizer, q, config.max_source) for q in train_questions)
-    examples = list(itertools.islice((e for e in made if e is not None), config.span_examples))
+    examples = multihead.first_made(made, config.span_examples)
     if "arithmetic" in config.tasks:
         items = arithmetic_items(passages_in_order)
         rng.shuffle(items)
         made = (arithmetic_example(tokenizer, item, config.max_source, config.max_answer) for item in items)
-        examples += list(itertools.islice((e for e in made if e is not None), config.arithmetic_examples))
+        examples += multihead.first_made(made, config.arithmetic_examples)
     rng.shuffle(examples)
     return examples
 
@@ -399,18 +398,7 @@ ARGUMENT_MEASURES = {"recall": "argument recall (%)", "precision": "span precisi
 
 def argument_table(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     """Mean and 95% bootstrap interval of each measure, per method (and per ``by`` group)."""
-    keys = ["method"] + ([by] if by else [])
-    rows = []
-    for key, part in frame.groupby(keys, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        for measure, name in ARGUMENT_MEASURES.items():
-            values = 100 * part[measure].dropna().astype(float).to_numpy()
-            if not len(values):
-                continue
-            low, high = metrics.bootstrap_interval(values)
-            rows.append({**dict(zip(keys, key)), "measure": name, "mean": values.mean(), "low": low, "high": high,
-                         "n": len(values)})
-    return pd.DataFrame(rows)
+    return metrics.interval_table(frame, ["method"] + ([by] if by else []), ARGUMENT_MEASURES)
 
 
 def gsm8k_items(problems: list[dict]) -> list[dict]:

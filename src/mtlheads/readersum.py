@@ -170,8 +170,7 @@ def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
         train_questions = squad_parts(config)[0]
         rng.shuffle(train_questions)
         made = (qa_example(tokenizer, q, config.max_source) for q in train_questions)
-        # Tokenise only as many questions as are used: stop once enough examples are kept.
-        examples += list(itertools.islice((e for e in made if e is not None), config.qa_examples))
+        examples += multihead.first_made(made, config.qa_examples)
     rng.shuffle(examples)
     return examples
 
@@ -331,17 +330,8 @@ FOCUS_MEASURES = {"contains_answer": "contains the gold answer (%)",
 
 def focus_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean and 95% bootstrap interval (over questions) of each measure, per model and input."""
-    rows = []
-    for (label, kind), part in frame.groupby(["model", "input"], sort=False):
-        for measure, name in FOCUS_MEASURES.items():
-            values = part[measure].dropna().astype(float).to_numpy()
-            if not len(values):
-                continue
-            scale = 1.0 if measure == "words" else 100.0
-            low, high = metrics.bootstrap_interval(values * scale)
-            rows.append({"model": label, "input": kind, "measure": name, "mean": values.mean() * scale,
-                         "low": low, "high": high})
-    return pd.DataFrame(rows)
+    table = metrics.interval_table(frame, ["model", "input"], FOCUS_MEASURES, scales={"words": 1.0})
+    return table.drop(columns="n", errors="ignore")
 
 
 def paired_difference(frame: pd.DataFrame, measure: str, first: tuple[str, str], second: tuple[str, str]) -> dict:
