@@ -95,3 +95,26 @@ def test_packaged_minilm_has_six_layers_of_twelve_heads():
 def test_unknown_encoder_lists_valid_names():
     with pytest.raises(ValueError, match=r"unknown encoder 'no-such-encoder': valid names are \['minilm'\]"):
         load_encoder("no-such-encoder")
+
+
+def test_evaluation_passes_use_the_fused_kernel_with_the_same_outputs_and_gates(tiny, monkeypatch):
+    calls = []
+    fused_kernel = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(1) or fused_kernel(*a, **k))
+    batch = tiny.tokenize(SENTENCES)
+    gates = torch.ones(tiny.num_layers, tiny.num_heads)
+    gates[0, 1] = 0.0
+    tiny.head_gates = gates
+    try:
+        eager = tiny(batch).words  # gradients on: the eager kernel
+        assert not calls
+        with torch.no_grad():
+            fused = tiny(batch).words
+            assert len(calls) == tiny.num_layers
+            captured = tiny(batch, capture=True).words  # attention maps asked for: eager again
+            assert len(calls) == tiny.num_layers
+    finally:
+        tiny.head_gates = None
+    assert torch.allclose(eager, fused, atol=1e-5) and torch.equal(eager.detach(), captured)
+    assert tiny.model.config._attn_implementation == "eager"  # restored after every pass

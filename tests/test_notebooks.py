@@ -26,7 +26,14 @@ RANGES = {
         "ch1_over_limit": (0, 0),
     },
     "02_stl_mtl": {
-        "ch2_models": (7, 7),
+        "ch2_models": (14, 14),  # smoke: two seeds, as default
+        "ch2_seeds": (2, 2),
+        "ch2_workers": (2, 2),
+        **{f"ch2_{task}_{setting}_sd": (0.0, 100.0) for task in ("pos", "ner", "dep", "con", "srl")
+           for setting in ("stl", "mtl")},
+        "ch2_max_sd": (0.0, 100.0),
+        "ch2_mean_sd": (0.0, 100.0),
+        "ch2_diffs_beyond_2sd": (0, 5),
         **{f"ch2_{task}_{setting}": (0.0, 100.0) for task in ("pos", "ner", "dep", "con", "srl")
            for setting in ("stl", "mtl")},
         **{f"ch2_{task}_diff": (-100.0, 100.0) for task in ("pos", "ner", "dep", "con", "srl")},
@@ -110,6 +117,8 @@ RANGES = {
 WORDS = {"ch2_verdict": {"holds", "does not hold"},
          "ch2_frozen_embeddings": {"frozen"},  # smoke runs the default profile's recipe
          "ch2_full_recipe": {"the paper's recipe"},
+         "ch2_max_sd_where": {f"{t} {s}" for t in ("POS", "NER", "DEP", "CON", "SRL")
+                              for s in ("STL", "MTL-5", "MTL-5 joint")},
          "ch3_shared_verdict": {"more", "not significantly more"},
          "ch3_middle_verdict": {"a middle layer", "not a middle layer"},
          "ch4_stl_verdict": {"holds", "does not hold"},

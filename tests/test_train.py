@@ -6,8 +6,8 @@ import torch
 from mtlheads import cache
 from mtlheads.data import ewt5
 from mtlheads.encoder import tiny_encoder
-from mtlheads.train import (LossBalancer, TrainConfig, length_buckets, sampling_probabilities, train,
-                            train_cached, word_dropout)
+from mtlheads.train import (LossBalancer, TrainConfig, length_buckets, planned_steps, sampling_probabilities,
+                            train, train_cached, train_many, word_dropout)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,7 @@ def test_sampled_mtl_takes_one_step_per_task_batch_and_joint_one_per_batch(corpu
     sampled = tiny_run(corpus, epochs=1)
     joint = tiny_run(corpus, epochs=1, mtl_mode="joint")
     assert sampled.steps == 2 * 48 // 8 and joint.steps == 48 // 8
+    assert planned_steps(sampled.config, 48) == (2 * 48 // 8, sampled.steps)
     assert sampled.best_step in {d["step"] for d in sampled.dev_curve}
 
 
@@ -97,3 +98,24 @@ def test_cached_training_returns_the_stored_run(corpus, tmp_path):
 def test_unknown_mtl_mode_is_named():
     with pytest.raises(ValueError, match="unknown mtl_mode 'mixed'; valid: 'sample', 'joint'"):
         TrainConfig(tasks=("pos",), mtl_mode="mixed")
+
+
+def test_two_workers_train_the_same_runs_as_one_by_one_and_return_them_in_order(corpus, tmp_path, monkeypatch):
+    configs = [TrainConfig(tasks=(t,), epochs=1, train_sentences=16, dev_sentences=8, test_sentences=8,
+                           evaluations=1, batch_size=8) for t in ("ner", "pos", "dep")]
+    monkeypatch.setenv(cache.CACHE_DIR_VARIABLE, str(tmp_path / "parallel"))
+    parallel = train_many(configs, corpus, workers=2)
+    assert len(list((tmp_path / "parallel").iterdir())) == 3  # every run stored by its worker
+    monkeypatch.setenv(cache.CACHE_DIR_VARIABLE, str(tmp_path / "serial"))
+    serial = train_many(configs, corpus, workers=1)
+    assert [r.config for r in parallel] == configs
+    for p, s in zip(parallel, serial):
+        assert p.test == s.test and p.steps == s.steps == planned_steps(p.config, 16)[1]
+        # one thread or two: some gradient sums in another order, so equal up to float rounding
+        assert all(torch.allclose(p.state_dict[k].float(), s.state_dict[k].float(), atol=1e-4)
+                   for k in s.state_dict)
+
+
+def test_zero_workers_is_named():
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        train_many([], workers=0)

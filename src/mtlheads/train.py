@@ -15,11 +15,14 @@ serve all of them; the step's loss is the sum of the tasks' losses with the same
 from __future__ import annotations
 
 import copy
+import multiprocessing
+import queue as queue_module
 import random
 import time
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -197,8 +200,19 @@ def build_model(config: TrainConfig, train: list[dict], encoder: Encoder | None 
     return MultiTaskModel(encoder, decoders, gates)
 
 
-def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Encoder | None = None) -> TrainResult:
-    """Fine-tune the encoder and decoders of ``config.tasks``; returns scores and the best weights."""
+def planned_steps(config: TrainConfig, n_train: int) -> tuple[int, int]:
+    """(steps per epoch, total steps) of a run on ``n_train`` sentences: an epoch of sampled MTL
+    is one pass over the data per task."""
+    batches_per_epoch = -(-n_train // config.batch_size)
+    sampled = len(config.tasks) > 1 and config.mtl_mode == "sample"
+    steps_per_epoch = batches_per_epoch * (len(config.tasks) if sampled else 1)
+    return steps_per_epoch, max(1, round(config.epochs * steps_per_epoch))
+
+
+def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Encoder | None = None,
+          on_step: Callable[[], None] | None = None) -> TrainResult:
+    """Fine-tune the encoder and decoders of ``config.tasks``; returns scores and the best weights.
+    ``on_step`` is called after every optimiser step (a progress report from a worker process)."""
     set_seed(config.seed)
     corpus = corpus if corpus is not None else ewt5.load()
     train_set = corpus_split(corpus, "train", config.train_sentences)
@@ -214,8 +228,7 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
     lengths = [len(s["tokens"]) for s in train_set]
     batches_per_epoch = -(-len(train_set) // config.batch_size)
     multi = len(config.tasks) > 1
-    steps_per_epoch = batches_per_epoch * (len(config.tasks) if multi and config.mtl_mode == "sample" else 1)
-    total_steps = max(1, round(config.epochs * steps_per_epoch))
+    steps_per_epoch, total_steps = planned_steps(config, len(train_set))
     probs = sampling_probabilities({t: batches_per_epoch for t in config.tasks}, config.sampling_temperature)
 
     if config.freeze_word_embeddings:
@@ -273,6 +286,8 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
             gate_optimizer.step()
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
+        if on_step is not None:
+            on_step()
         if step in eval_at:
             t0 = time.perf_counter()
             scores = evaluate(model, dev_set)
@@ -309,10 +324,79 @@ def code_modules() -> list:
     return [sys.modules[__name__], encoder_module, gates, tasks_package, readers, ewt5, base, con, dep, ner, pos, srl]
 
 
-def train_cached(config: TrainConfig, corpus=None, progress: bool = True, cache_store: cache.RunCache | None = None) -> TrainResult:
+def train_cached(config: TrainConfig, corpus=None, progress: bool = True, cache_store: cache.RunCache | None = None,
+                 on_step: Callable[[], None] | None = None) -> TrainResult:
     """``train`` through the run cache: the same config, data and code return the stored run."""
-    return cache.cached("train", asdict(config), lambda: train(config, corpus, progress),
+    return cache.cached("train", asdict(config), lambda: train(config, corpus, progress, on_step=on_step),
                         data_version=ewt5.data_version(), modules=code_modules(), cache=cache_store)
+
+
+def is_cached(config: TrainConfig, cache_store: cache.RunCache | None = None) -> bool:
+    key = cache.run_key("train", asdict(config), ewt5.data_version(), code_modules())
+    return (cache_store or cache.RunCache()).has(key)
+
+
+_WORKER: dict = {}
+
+
+def _start_worker(corpus, threads: int, steps) -> None:
+    from transformers.utils import logging as transformers_logging
+
+    torch.set_num_threads(threads)
+    transformers_logging.disable_progress_bar()  # the parent's bar speaks for the workers
+    _WORKER.update(corpus=corpus, steps=steps)
+
+
+def _train_in_worker(config: TrainConfig) -> None:
+    """Train into the run cache; the parent reads the result from there (no weights through a pipe)."""
+    steps = _WORKER["steps"]
+    train_cached(config, _WORKER["corpus"], progress=False, on_step=lambda: steps.put(1))
+
+
+def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[TrainResult]:
+    """``train_cached`` for every config, in order. With ``workers`` > 1 the runs that are not
+    cached train that many at a time in worker processes, each with an equal share of torch's
+    threads: at small batches one run uses two cores poorly, so two one-thread runs side by side
+    finish sooner than one two-thread run after the other (``bench/bench_workers.py``). Thread
+    counts sum some gradients (position embeddings, for one) in different orders, so weights can
+    differ from a one-worker run at the level of float rounding. One progress bar counts the
+    steps of all the runs; the longest start first."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers!r}")
+    corpus = corpus if corpus is not None else ewt5.load()
+    todo = [i for i, c in enumerate(configs) if not is_cached(c)]
+    if workers == 1 or len(todo) < 2:
+        return [train_cached(c, corpus) for c in configs]
+    steps = {i: planned_steps(configs[i], len(corpus_split(corpus, "train", configs[i].train_sentences)))[1]
+             for i in todo}
+    todo.sort(key=lambda i: -steps[i])
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's threads are running
+    reports = context.Queue()
+    threads = max(1, torch.get_num_threads() // workers)
+    bar = tqdm(total=sum(steps.values()), desc=f"{len(todo)} runs, {min(workers, len(todo))} at a time")
+    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=_start_worker,
+                               initargs=(corpus, threads, reports))
+    try:
+        running = {pool.submit(_train_in_worker, configs[i]): i for i in todo}
+        while running:
+            done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            bar.update(_drain(reports))
+            for future in done:
+                future.result()  # a worker's error is raised here
+                bar.set_postfix(finished=configs[running.pop(future)].label)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    return [train_cached(c, corpus) for c in configs]
+
+
+def _drain(reports) -> int:
+    n = 0
+    while True:
+        try:
+            n += reports.get_nowait()
+        except queue_module.Empty:
+            return n
 
 
 def load_model(result: TrainResult, corpus=None) -> MultiTaskModel:
