@@ -367,8 +367,8 @@ def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> lis
     todo = [i for i, c in enumerate(configs) if not is_cached(c)]
     if workers == 1 or len(todo) < 2:
         return [train_cached(c, corpus) for c in configs]
-    steps = {i: planned_steps(configs[i], len(corpus_split(corpus, "train", configs[i].train_sentences)))[1]
-             for i in todo}
+    available = len(corpus["train"])
+    steps = {i: planned_steps(configs[i], min(configs[i].train_sentences or available, available))[1] for i in todo}
     todo.sort(key=lambda i: -steps[i])
     context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's threads are running
     reports = context.Queue()
