@@ -4,8 +4,9 @@ the other with two threads, in this process, each into an empty run cache.
 The runs are chapter 2's kind at a smaller scale (STL, batches of 8 sentences, frozen word
 embeddings, the `default` profile's recipe). The wall-clock times include the workers' start-up
 (a fresh Python that imports torch and loads the data), and both sides end with every result
-read from the cache. Also prints the largest weight difference between the two (float rounding:
-one thread or two sum some gradients in another order).
+read from the cache. Also prints the largest weight difference between the two: one thread or
+two sum some gradients in another order, and Adam's step can turn a rounding difference in a
+tiny gradient into a weight difference of up to the learning rate.
 
     .venv/bin/python bench/bench_workers.py [--sentences 480] [--tasks pos,ner,dep,con]
 """

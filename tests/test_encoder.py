@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from mtlheads import dropout
 from mtlheads.encoder import load_encoder, tiny_encoder
 
 SENTENCES = [["The", "unbelievably", "tall", "giraffe", "ate", "."], ["Hi", "there"]]
@@ -89,7 +90,7 @@ def test_words_past_the_length_limit_are_masked_not_invented():
 def test_packaged_minilm_has_six_layers_of_twelve_heads():
     enc = load_encoder("minilm")
     assert (enc.num_layers, enc.num_heads, enc.head_dim) == (6, 12, 32)
-    assert enc.model.config._attn_implementation == "eager"
+    assert enc.model.config._attn_implementation == dropout.ATTENTION  # eager, with mtlheads' dropout
 
 
 def test_unknown_encoder_lists_valid_names():
@@ -117,4 +118,4 @@ def test_evaluation_passes_use_the_fused_kernel_with_the_same_outputs_and_gates(
     finally:
         tiny.head_gates = None
     assert torch.allclose(eager, fused, atol=1e-5) and torch.equal(eager.detach(), captured)
-    assert tiny.model.config._attn_implementation == "eager"  # restored after every pass
+    assert tiny.model.config._attn_implementation == dropout.ATTENTION  # restored after every pass

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mtlheads import metrics, readersum
+from mtlheads import dropout, metrics, readersum
 from mtlheads.data import scitldr, squad
 
 
@@ -145,3 +145,20 @@ def test_query_focus_measures_each_summary_against_its_own_and_the_other_answer(
         "contains the gold answer (%)", "mean"] == 100.0
     with pytest.raises(ValueError, match="'control'.*models \\['m'\\]"):
         readersum.paired_difference(frame, "contains_answer", ("control", "context alone"), ("m", "context alone"))
+
+
+def test_encoding_without_gradients_takes_the_fused_kernel_with_the_same_states(tiny, monkeypatch):
+    model = readersum.build(readersum.ReaderSumConfig(decoder_layers=1, max_summary=12), encoder=tiny)
+    model.eval()
+    batch = readersum.collate([readersum.summ_example(model.tokenizer, d["document"], d["summaries"][0], 48, 12)
+                               for d in scitldr.load("dev")[:3]], model.tokenizer.pad_token_id)
+    calls = []
+    fused_kernel = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(1) or fused_kernel(*a, **k))
+    eager = model.encode(batch["input_ids"], batch["attention_mask"])  # gradients on: eager
+    assert not calls
+    with torch.no_grad():
+        fused = model.encode(batch["input_ids"], batch["attention_mask"])
+    assert len(calls) == tiny.num_layers and torch.allclose(eager, fused, atol=1e-5)
+    assert model.encoder.config._attn_implementation == dropout.ATTENTION  # restored

@@ -29,7 +29,8 @@ class Attention(nn.Module):
 
     def __init__(self, hidden: int, heads: int, dropout: float):
         super().__init__()
-        self.heads, self.head_dim, self.dropout = heads, hidden // heads, dropout
+        self.heads, self.head_dim = heads, hidden // heads
+        self.dropout = nn.Dropout(dropout)  # on the attention probabilities, in training
         self.query, self.key, self.value, self.out = (nn.Linear(hidden, hidden) for _ in range(4))
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,8 +50,12 @@ class Attention(nn.Module):
                 if not static and "k" in cache:
                     k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
                 cache["k"], cache["v"] = k, v
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        if self.training and self.dropout.p > 0:
+            # written out, so that the probabilities go through the model's dropout module (which
+            # mtlheads.dropout makes cheap); the fused kernel would draw torch's mask
+            out = self.dropout(attention_probabilities(q, k, mask, causal)) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
         return self.out(out.transpose(1, 2).flatten(2))
 
     def copy_from_bert(self, attention) -> None:
@@ -58,6 +63,17 @@ class Attention(nn.Module):
         for mine, theirs in [(self.query, attention.self.query), (self.key, attention.self.key),
                              (self.value, attention.self.value), (self.out, attention.output.dense)]:
             mine.load_state_dict(theirs.state_dict())
+
+
+def attention_probabilities(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
+    """Softmax attention (batch, heads, q, k) as ``F.scaled_dot_product_attention`` computes it: a
+    bool ``mask`` (True = may attend) if given, else a causal mask if ``causal``."""
+    scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+    if mask is None and causal:
+        mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1)
 
 
 class DecoderLayer(nn.Module):

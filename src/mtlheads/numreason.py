@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, metrics, multihead
+from mtlheads import cache, dropout, metrics, multihead
 from mtlheads.data import numeric, squad
-from mtlheads.encoder import load_encoder
+from mtlheads.encoder import fused_attention, load_encoder
 from mtlheads.heads import BIOTaggingHead, GenerativeHead
 
 TASKS = ("span", "arithmetic")
@@ -88,6 +88,7 @@ class NumReason(nn.Module):
                                              output_vocab=digit_vocabulary(self.tokenizer))
             self.type_head = nn.Linear(hidden, len(TYPES))
         multihead.freeze_bottom(self.encoder, config.frozen_layers)
+        dropout.install(self)
 
     def new_parameters(self) -> list[nn.Parameter]:
         out = list(self.spans.parameters())
@@ -96,7 +97,8 @@ class NumReason(nn.Module):
         return out
 
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        with fused_attention(self.encoder):  # evaluation passes only
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """One encoder pass; span rows train the span head, generation rows the generative head,
@@ -242,7 +244,7 @@ def code_modules() -> list:
 
     from mtlheads import encoder, heads
 
-    return [sys.modules[__name__], encoder, heads, multihead, numeric, squad]
+    return [sys.modules[__name__], dropout, encoder, heads, multihead, numeric, squad]
 
 
 def profile_configs(knobs: dict) -> list[NumReasonConfig]:

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, metrics, multihead
+from mtlheads import cache, dropout, metrics, multihead
 from mtlheads.data import scitldr, squad
-from mtlheads.encoder import load_encoder
+from mtlheads.encoder import fused_attention, load_encoder
 from mtlheads.heads import GenerativeHead, SpanQAHead
 
 TASKS = ("qa", "summ")
@@ -73,9 +73,11 @@ class ReaderSum(nn.Module):
         self.summarizer = GenerativeHead(self.encoder, config.decoder_layers, config.max_summary, copy=config.copy,
                                          output_vocab=vocab)
         multihead.freeze_bottom(self.encoder, config.frozen_layers)
+        dropout.install(self)
 
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        with fused_attention(self.encoder):  # evaluation passes only
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """One encoder pass over a mixed batch; each task's loss over its own rows only."""
@@ -193,11 +195,11 @@ def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> multi
 def code_modules() -> list:
     import sys
 
-    from mtlheads import encoder, heads
+    from mtlheads import dropout, encoder, heads
     from mtlheads.data import scitldr as scitldr_module
     from mtlheads.data import squad as squad_module
 
-    return [sys.modules[__name__], encoder, heads, multihead, scitldr_module, squad_module]
+    return [sys.modules[__name__], dropout, encoder, heads, multihead, scitldr_module, squad_module]
 
 
 def profile_configs(knobs: dict) -> list[ReaderSumConfig]:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, encoder as encoder_module, tasks as tasks_package
+from mtlheads import cache, dropout, encoder as encoder_module, tasks as tasks_package
 from mtlheads.data import ewt5
 from mtlheads.encoder import Encoder, WordBatch, load_encoder
 from mtlheads.gates import HardConcreteGates
@@ -85,6 +85,7 @@ class MultiTaskModel(nn.Module):
         self.encoder = encoder
         self.decoders = nn.ModuleDict(decoders)
         self.gates = gates
+        dropout.install(self)  # the decoders' dropout too (the encoder's is done)
 
     def encode(self, batch: WordBatch):
         """Encoder outputs, with this step's gate values applied when the model is gated."""
@@ -321,7 +322,8 @@ def code_modules() -> list:
     from mtlheads.data import readers
     from mtlheads.tasks import base, con, dep, ner, pos, srl
 
-    return [sys.modules[__name__], encoder_module, gates, tasks_package, readers, ewt5, base, con, dep, ner, pos, srl]
+    return [sys.modules[__name__], encoder_module, dropout, gates, tasks_package, readers, ewt5, base, con, dep, ner, pos,
+            srl]
 
 
 def train_cached(config: TrainConfig, corpus=None, progress: bool = True, cache_store: cache.RunCache | None = None,
@@ -359,8 +361,10 @@ def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> lis
     threads: at small batches one run uses two cores poorly, so two one-thread runs side by side
     finish sooner than one two-thread run after the other (``bench/bench_workers.py``). Thread
     counts sum some gradients (position embeddings, for one) in different orders, so weights can
-    differ from a one-worker run at the level of float rounding. One progress bar counts the
-    steps of all the runs; the longest start first."""
+    differ slightly from a one-worker run's (Adam's step turns a rounding difference in a tiny
+    gradient into one of up to the learning rate); at the workers' thread count a one-worker run
+    gives the same weights to the bit. One progress bar counts the steps of all the runs; the
+    longest start first."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers!r}")
     corpus = corpus if corpus is not None else ewt5.load()
