@@ -62,6 +62,7 @@ RANGES = {
         **{f"ch4_stl_gain_{t}": (-100.0, 100.0) for t in ("pos", "ner", "dep", "con", "srl")},
         "ch4_stl_gain_tasks": (0, 5),
         "ch4_fit_minus_same": (-100.0, 100.0),
+        "ch4_seeds": (1, 1),  # smoke: seeds [1], as default
     },
     "05_label_analysis": {
         "ch5_labels": (5, 200),

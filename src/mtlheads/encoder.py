@@ -107,7 +107,7 @@ class Encoder(nn.Module):
 
     def __init__(self, model: BertModel, tokenizer: PreTrainedTokenizerBase):
         super().__init__()
-        if model.config._attn_implementation != "eager":
+        if model.config._attn_implementation not in ("eager", dropout.ATTENTION):
             raise ValueError("load the model with attn_implementation='eager': other kernels return no attention weights")
         dropout.install(model)  # eager attention still, with a cheaper dropout mask (mtlheads.dropout)
         self.model, self.tokenizer = model, tokenizer

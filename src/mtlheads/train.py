@@ -358,8 +358,9 @@ def _train_in_worker(config: TrainConfig) -> None:
 def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[TrainResult]:
     """``train_cached`` for every config, in order. With ``workers`` > 1 the runs that are not
     cached train that many at a time in worker processes, each with an equal share of torch's
-    threads: at small batches one run uses two cores poorly, so two one-thread runs side by side
-    finish sooner than one two-thread run after the other (``bench/bench_workers.py``). Thread
+    threads: at small batches one run uses two cores only partly, so two one-thread runs side by
+    side can finish sooner than one two-thread run after the other (``bench/bench_workers.py``
+    compares the two ways; the worker start-up is paid once per call). Thread
     counts sum some gradients (position embeddings, for one) in different orders, so weights can
     differ slightly from a one-worker run's (Adam's step turns a rounding difference in a tiny
     gradient into one of up to the learning rate); at the workers' thread count a one-worker run
