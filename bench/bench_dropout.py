@@ -71,7 +71,6 @@ def stl_step_seconds(task: str, corpus, steps: int, rounds: int) -> dict[bool, f
     config = TrainConfig(tasks=(task,), batch_size=8, freeze_word_embeddings=True, srl_unary_loss=1.0)
     sentences = corpus_split(corpus, "train", 400)
     model = build_model(config, sentences)
-    model.encoder.model.embeddings.word_embeddings.requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], fused=True)
     buckets = length_buckets([len(s["tokens"]) for s in sentences], config.batch_size, random.Random(0))
     batches = [[sentences[i] for i in idx] for idx in buckets[:steps + 1]]

@@ -192,8 +192,12 @@ def corpus_split(corpus, split: str, limit: int | None) -> list[dict]:
 
 
 def build_model(config: TrainConfig, train: list[dict], encoder: Encoder | None = None) -> MultiTaskModel:
-    """The encoder named by the config (or the one given, e.g. a tiny test encoder) plus fresh decoders."""
+    """The encoder named by the config (or the one given, e.g. a tiny test encoder) plus fresh
+    decoders; the word embeddings frozen if the config says so."""
     encoder = encoder if encoder is not None else load_encoder(config.encoder)
+    if config.freeze_word_embeddings:
+        # about half of the encoder's weights: their gradient, clipping and AdamW update skipped
+        encoder.model.embeddings.word_embeddings.requires_grad_(False)
     decoders = {t: build_task(t, train, encoder.hidden_size) for t in config.tasks}
     if "srl" in decoders:
         decoders["srl"].unary_weight = config.srl_unary_loss
@@ -232,9 +236,6 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
     steps_per_epoch, total_steps = planned_steps(config, len(train_set))
     probs = sampling_probabilities({t: batches_per_epoch for t in config.tasks}, config.sampling_temperature)
 
-    if config.freeze_word_embeddings:
-        # about half of the encoder's weights: their gradient, clipping and AdamW update skipped
-        enc.model.embeddings.word_embeddings.requires_grad_(False)
     encoder_params = [p for p in enc.parameters() if p.requires_grad]
     trained = encoder_params + list(model.decoders.parameters())
     groups = [{"params": encoder_params, "lr": config.lr_encoder},
