@@ -24,18 +24,10 @@ from transformers import (AutoModelForTokenClassification, DataCollatorForTokenC
                           TrainingArguments)
 from transformers import logging as hf_logging
 
+from machine import matmul_flops  # bench/ is on the path when a benchmark runs
 from mtlheads.data import ewt5
 from mtlheads.encoder import resolve_encoder
 from mtlheads.train import TrainConfig, build_model, evaluate, train
-
-
-def matmul_flops(size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
 def training_flops(model, subwords: int, attention_subwords_sq: int) -> float:

@@ -106,3 +106,20 @@ def test_task_labels_and_layers_table_on_hand_example():
         task_labels(example, "lemma")
     table = layers_table(example)
     assert table["see.01"].tolist() == ["B-ARG0", "V", "B-ARG1"]
+
+
+def test_a_cut_built_corpus_file_is_reported_set_aside_and_rebuilt(tmp_path, monkeypatch):
+    from mtlheads.data import sources
+
+    monkeypatch.setenv(sources.MIRROR_VARIABLE, str(sources.data_dir()))
+    root = tmp_path / "data"
+    sizes = {split: len(data) for split, data in ewt5.load(root).items()}
+    folder = ewt5.corpus_dir(root)
+    arrow = next((folder / "corpus" / "dev").glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match=f"built EWT5 corpus at {folder}: {arrow} has changed"):
+        rebuilt = ewt5.load(root)
+    assert {split: len(data) for split, data in rebuilt.items()} == sizes
+    (aside,) = folder.parent.glob(".corrupt-*")
+    assert (aside / "corpus" / "dev" / arrow.name).stat().st_size == 1000  # kept for inspection
+    assert ewt5.check_built(folder) is None

@@ -166,3 +166,23 @@ def test_chapter_runs_at_smoke_and_glues_sane_values(notebook, tmp_path):
     cells = json.loads(output.read_text())["cells"]
     injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and all("remove-cell" in c["metadata"]["tags"] for c in injected)
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("parameters, unknown", [({"no_such_knob": 3}, "no_such_knob"), ({"seed": 3}, "seed")])
+def test_an_undeclared_papermill_parameter_stops_the_chapter_at_its_first_cell(parameters, unknown, tmp_path):
+    import papermill
+
+    notebook = ROOT / "book" / "04_probes.ipynb"
+    output = tmp_path / notebook.name
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(notebook), str(output), parameters={"profile": "smoke", **parameters},
+                                   kernel_name="python3", cwd=str(notebook.parent), progress_bar=False)
+    message = str(err.value)
+    assert f"unknown parameter(s) ['{unknown}'] given to this chapter" in message
+    assert "'seeds'" in message and "'probe_min_count'" in message  # the valid ones are listed
+    cells = json.loads(output.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code" and not {"parameters", "injected-parameters"}
+            & set(c["metadata"].get("tags", []))]
+    assert code[0]["outputs"][-1]["output_type"] == "error"  # the first cell after the parameters
+    assert all(not c.get("outputs") for c in code[1:])

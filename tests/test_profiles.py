@@ -19,3 +19,39 @@ def test_unknown_profile_and_parameter_list_valid_ones():
         profiles.load("huge")
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['epochz'\]"):
         profiles.load("smoke", epochz=3)
+
+
+def test_every_profile_value_passes_its_knob_check():
+    assert set(profiles.KNOBS) == set(profiles.load("default"))
+    for name in profiles.available():
+        profiles.read(name)  # raises, naming the knob, if any value is out of its range
+
+
+@pytest.mark.parametrize("knob, value, message", [
+    ("train_sentences", 0, r"train_sentences = 0 is out of range; valid: an integer >= 1, or null"),
+    ("dev_sentences", -5, r"dev_sentences = -5 is out of range"),
+    ("freeze_word_embeddings", "false", r"freeze_word_embeddings = 'false' is a str, not true/false; valid: true or false"),
+    ("seeds", "[1, 2]", r"seeds = '\[1, 2\]' is not a non-empty list; valid: a non-empty list, each an integer >= 0"),
+    ("seeds", [1, 2.5], r"seeds = \[1, 2.5\] holds 2.5"),
+    ("batch_size", 0, r"batch_size = 0 is out of range; valid: an integer >= 1"),
+    ("epochs", True, r"epochs = True is a bool, not a number"),
+    ("gate_lambdas", {"pos": 0.1, "lemma": 1.0}, r"gate_lambdas = .* has unknown key\(s\) \['lemma'\]"),
+    ("gate_lambdas", {"pos": -1.0}, r"gate_lambdas = .* holds pos: -1.0"),
+    ("gate_mtl_mode", "mixed", r"gate_mtl_mode = 'mixed' is not one of the choices; valid: one of 'sample', 'joint'"),
+])
+def test_a_bad_override_names_knob_value_and_what_is_valid(knob, value, message):
+    with pytest.raises(ValueError, match=message):
+        profiles.load("smoke", **{knob: value})
+
+
+def test_a_partial_gate_lambdas_override_keeps_the_profiles_other_lambdas():
+    lambdas = profiles.load("default", gate_lambdas={"pos": 0.5})["gate_lambdas"]
+    assert lambdas == {**profiles.load("default")["gate_lambdas"], "pos": 0.5}
+
+
+def test_a_bad_value_in_a_profile_file_is_named(tmp_path, monkeypatch):
+    text = (profiles.PARAMS_DIR / "smoke.yaml").read_text().replace("batch_size: 8", "batch_size: 0")
+    (tmp_path / "broken.yaml").write_text(text)
+    monkeypatch.setattr(profiles, "PARAMS_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"broken.yaml: batch_size = 0 is out of range"):
+        profiles.load("broken")

@@ -89,3 +89,72 @@ def test_arg_column_hand_example():
     assert parse_arg_column(column) == [(0, 1, "ARG0"), (2, 2, "V"), (3, 5, "ARG1"), (6, 6, "ARGM-TMP")]
     with pytest.raises(ValueError, match="never closes"):
         parse_arg_column(["(ARG0*", "*"])
+
+
+def test_conllu_head_out_of_range_names_file_line_and_valid_heads(ud_dir, tmp_path):
+    path = tmp_path / "bad.conllu"
+    lines = head_lines(ud_dir / "en_ewt-ud-train.conllu", 1).split("\n")
+    word = next(i for i, line in enumerate(lines) if line.startswith("5\t"))
+    cols = lines[word].split("\t")
+    cols[6] = "99"
+    lines[word] = "\t".join(cols)
+    path.write_text("\n".join(lines))
+    with pytest.raises(MalformedLineError, match=rf"bad\.conllu:{word + 1}: head 99 is out of range: the sentence "
+                                                 r"has 29 words \(valid heads: 0 to 29\)"):
+        read_conllu(path)
+
+
+@pytest.mark.parametrize("reader, suffix", [(read_conllu, "conllu"), (read_iob2, "iob2"), (read_gold_skel, "gold_skel")])
+def test_a_byte_that_is_not_utf8_names_file_line_and_column(reader, suffix, tmp_path):
+    path = tmp_path / f"bad.{suffix}"
+    path.write_bytes(b"\n\nH\xe9\n")
+    with pytest.raises(MalformedLineError, match=rf"bad\.{suffix}:3: byte 0xe9 at column 2 is not UTF-8"):
+        reader(path)
+
+
+@pytest.mark.parametrize("source, reader", [("UD_English-EWT/en_ewt-ud-dev.conllu", read_conllu),
+                                            ("UNER_English-EWT/en_ewt-ud-dev.iob2", read_iob2)])
+def test_a_file_cut_inside_its_last_sentence_is_refused(source, reader, tmp_path):
+    from mtlheads.data import sources
+
+    path = tmp_path / "cut"
+    text = head_lines(sources.data_dir() / source, 3)
+    path.write_text(text[:text.rstrip("\n").rindex("\n")] + "\n")  # the last word's line and blank line gone
+    with pytest.raises(MalformedLineError, match=r"cut:\d+: the file ends inside a sentence"):
+        reader(path)
+    assert len(reader_ok := reader(_whole(tmp_path, text))) == 3 and reader_ok
+
+
+def _whole(tmp_path, text):
+    path = tmp_path / "whole"
+    path.write_text(text)
+    return path
+
+
+def test_an_empty_propbank_document_is_refused(tmp_path):
+    path = tmp_path / "empty.gold_skel"
+    path.write_text("")
+    with pytest.raises(MalformedLineError, match=r"empty\.gold_skel:1: no sentence in the file"):
+        read_gold_skel(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"question": "a", "answer": "#### 1"}\n{"question": "b", "ans\n', r"bad\.jsonl:2: not JSON"),
+    ('{"question": "a", "answer": "#### 1"}\n{"question": "b"}\n', r"bad\.jsonl:2: no key 'answer'"),
+    ('{"question": "a", "answer": "#### 1"}\n[1, 2]\n', r"bad\.jsonl:2: a JSON list, not an object"),
+])
+def test_a_bad_json_line_names_file_and_line(tmp_path, text, message):
+    from mtlheads.data.sources import read_jsonl
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text(text)
+    with pytest.raises(MalformedLineError, match=message):
+        list(read_jsonl(path, keys=("question", "answer")))
+
+
+def test_blank_json_lines_are_skipped_a_trailing_one_too(tmp_path):
+    from mtlheads.data.sources import read_jsonl
+
+    path = tmp_path / "ok.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2}\n\n')
+    assert [r["a"] for r in read_jsonl(path, keys=("a",))] == [1, 2]

@@ -1,5 +1,10 @@
 import random
+import signal
+import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 import torch
 
@@ -96,7 +101,8 @@ def test_cached_training_returns_the_stored_run(corpus, tmp_path):
 
 
 def test_unknown_mtl_mode_is_named():
-    with pytest.raises(ValueError, match="unknown mtl_mode 'mixed'; valid: 'sample', 'joint'"):
+    with pytest.raises(ValueError, match="TrainConfig.mtl_mode = 'mixed' is not one of the choices; valid: one of "
+                                         "'sample', 'joint'"):
         TrainConfig(tasks=("pos",), mtl_mode="mixed")
 
 
@@ -123,3 +129,75 @@ def test_two_workers_train_the_same_runs_as_one_by_one_and_return_them_in_order(
 def test_zero_workers_is_named():
     with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
         train_many([], workers=0)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 0, r"TrainConfig.batch_size = 0 is out of range; valid: an integer >= 1"),
+    ("train_sentences", 0, r"TrainConfig.train_sentences = 0 is out of range"),
+    ("freeze_word_embeddings", "false", r"TrainConfig.freeze_word_embeddings = 'false' is a str"),
+    ("seed", "1", r"TrainConfig.seed = '1' is a str, not an integer"),
+    ("word_dropout", 1.0, r"TrainConfig.word_dropout = 1.0 is out of range; valid: a number >= 0 and < 1"),
+])
+def test_a_bad_config_field_is_named_before_any_work(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(tasks=("pos",), **{field: value})
+
+
+def test_the_chapter_6_and_7_configs_check_their_fields():
+    from mtlheads.numreason import NumReasonConfig
+    from mtlheads.readersum import ReaderSumConfig
+
+    with pytest.raises(ValueError, match=r"NumReasonConfig.batch_size = 0 is out of range"):
+        NumReasonConfig(batch_size=0)
+    with pytest.raises(ValueError, match=r"ReaderSumConfig.qa_examples = 0 is out of range"):
+        ReaderSumConfig(qa_examples=0)
+
+
+POOL_SCRIPT = """
+import sys, time
+from mtlheads.train import worker_pool
+if __name__ == "__main__":
+    with worker_pool(2) as (pool, _):
+        futures = [pool.submit(time.sleep, 300) for _ in range(2)]
+        print("started", flush=True)
+        for f in futures:
+            f.result()
+"""
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["interrupted", "killed"])
+def test_workers_end_with_their_parent(how, tmp_path):
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert parent.stdout.readline().strip() == b"started"
+        workers = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(workers) < 2:  # the two workers and the resource tracker
+            workers = [c for c in psutil.Process(parent.pid).children(recursive=True)
+                       if "resource_tracker" not in " ".join(c.cmdline())]
+            time.sleep(0.2)
+        assert len(workers) == 2
+        time.sleep(1)  # the workers are inside their 300-second task
+        start = time.monotonic()
+        parent.send_signal(how)
+        parent.wait(timeout=30)
+        returned = time.monotonic() - start
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (alive := [w for w in workers if _running(w)]):
+            time.sleep(0.2)
+        assert alive == [], f"workers still running after the parent was {how.name}: {alive}"
+        if how == signal.SIGINT:
+            assert returned < 15  # not the 300 s the workers' tasks would take
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _running(process) -> bool:
+    """Still running: not gone, and not a zombie (exited, waiting to be reaped by whoever adopted it)."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

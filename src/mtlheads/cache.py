@@ -1,61 +1,203 @@
 """Run cache: results and trained models stored under a hash of everything that determines them.
 
-A key is the SHA-256 of (what, config, data version, code version of the modules used). The
-code version is the hash of those modules' source files, so editing a module used by a result
-invalidates it. Entries are written to a temporary folder and renamed into place, so an
-interrupted run leaves no half-written entry.
+A key is the SHA-256 of (what, config, input versions, code version). The inputs are named
+versions of what a run reads (a corpus's data version, an encoder checkpoint's fingerprint).
+The code version covers the import closure of the modules that compute the result: every
+``mtlheads`` module they import, directly or not, found by reading their source (no hand-kept
+list), with docstrings and comments left out, plus the versions of the numerical libraries.
 
-    result = cached("stl", config, compute=lambda: train(config), modules=[train_module])
+Entries are written to a temporary folder and renamed into place, so an interrupted run leaves
+no half-written entry; each carries the SHA-256 of its result file, and an entry that fails its
+check (truncated, missing its result, unreadable) is reported by path, moved aside to
+``<cache>/.corrupt/`` and recomputed, never served.
+
+    result = cached("train", config, compute=lambda: train(config), inputs={"ewt5": version},
+                    code=[sys.modules[__name__]])
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import errno
 import hashlib
 import json
 import os
 import pickle
 import shutil
-import tempfile
+import time
+import uuid
+import warnings
+from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterable
 
 CACHE_DIR_VARIABLE = "MTLHEADS_CACHE_DIR"
+PACKAGE = "mtlheads"
+PACKAGE_ROOT = Path(__file__).resolve().parent
+# Libraries whose version changes numbers: part of every code version.
+LIBRARIES = ("torch", "transformers", "tokenizers", "numpy", "datasets")
+RESULT, META = "result.pkl", "meta.json"
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE, DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
+
+
+class CorruptEntryWarning(UserWarning):
+    """A cache entry failed its check; it was moved aside and is recomputed."""
+
+
+class CacheNotWritableError(PermissionError):
+    """The cache folder cannot be written: said before any training, not after."""
 
 
 def cache_dir() -> Path:
     """``MTLHEADS_CACHE_DIR`` or ``<project>/.cache/runs``."""
     if os.environ.get(CACHE_DIR_VARIABLE):
         return Path(os.environ[CACHE_DIR_VARIABLE])
-    return Path(__file__).resolve().parents[2] / ".cache" / "runs"
+    return PACKAGE_ROOT.parents[1] / ".cache" / "runs"
 
 
-_MODULE_SOURCE_HASHES: dict[str, bytes] = {}
+# File digests, memoised per process by (path, size, mtime): a file is read once unless it changes.
+_DIGESTS: dict[tuple, str] = {}
 
 
-def _file_hash(path: str) -> bytes:
-    return hashlib.sha256(Path(path).read_bytes()).digest()
+def file_digest(path: Path | str, normalise: Callable[[bytes], bytes] | None = None) -> str:
+    """SHA-256 (hex) of a file's bytes, or of ``normalise(bytes)``."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    memo = (str(path), stat.st_size, stat.st_mtime_ns, normalise)
+    if memo not in _DIGESTS:
+        data = path.read_bytes()
+        _DIGESTS[memo] = hashlib.sha256(normalise(data) if normalise else data).hexdigest()
+    return _DIGESTS[memo]
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def source_code(data: bytes) -> bytes:
+    """What a module's source does: its syntax tree without docstrings (comments never enter it)."""
+    return ast.dump(_strip_docstrings(ast.parse(data)), include_attributes=False).encode()
+
+
+def _module_path(name: str, root: Path, package: str) -> Path | None:
+    if name != package and not name.startswith(package + "."):
+        return None
+    parts = name.split(".")[1:]
+    for candidate in (root.joinpath(*parts, "__init__.py"), root.joinpath(*parts).with_suffix(".py") if parts else None):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def _module_name(path: Path, root: Path, package: str) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join([package, *parts])
+
+
+_IMPORTS: dict[tuple, set[str]] = {}
+
+
+def _imported(path: Path, root: Path, package: str) -> set[str]:
+    """The package modules one source file imports, anywhere in it (functions too); memoised
+    per process by the file's size and modification time."""
+    stat = path.stat()
+    memo = (str(path), stat.st_size, stat.st_mtime_ns, str(root), package)
+    if memo not in _IMPORTS:
+        _IMPORTS[memo] = _read_imports(path, root, package)
+    return _IMPORTS[memo]
+
+
+def _read_imports(path: Path, root: Path, package: str) -> set[str]:
+    tree = ast.parse(path.read_bytes())
+    here = _module_name(path, root, package).split(".")
+    if path.name != "__init__.py":
+        here = here[:-1]  # the package a relative import starts from
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(here[:len(here) - node.level + 1] + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import module`
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a, a.b and a.b.c
+            if _module_path(".".join(parts[:i]), root, package) is not None:
+                found.add(".".join(parts[:i]))
+    return found
+
+
+def package_of(path: Path) -> tuple[Path, str]:
+    """(folder, name) of the top-level package a source file belongs to (its own folder and
+    stem for a file outside any package)."""
+    folder = path.parent
+    if not (folder / "__init__.py").is_file():
+        return folder, path.stem
+    while (folder.parent / "__init__.py").is_file():
+        folder = folder.parent
+    return folder, folder.name
+
+
+def import_closure(modules: Iterable[ModuleType | str | Path]) -> list[Path]:
+    """The source files of ``modules`` and of every module of their package they import, transitively.
+
+    ``modules`` are module objects, dotted ``mtlheads`` names or paths of source files."""
+    todo = []
+    for m in modules:
+        if isinstance(m, ModuleType):
+            m = m.__file__
+        path = _module_path(m, PACKAGE_ROOT, PACKAGE) if isinstance(m, str) and not m.endswith(".py") else Path(m)
+        if path is None or not path.is_file():
+            raise ValueError(f"{m!r} is neither a source file nor a module of {PACKAGE}")
+        todo.append(path.resolve())
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        root, package = package_of(path)
+        if root.name == package:
+            todo += [_module_path(n, root, package) for n in _imported(path, root, package)]
+    return sorted(seen)
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
 
 
 def code_version(modules: Iterable[ModuleType | str | Path]) -> str:
-    """Hash of the source text of the given modules (or files), in a stable order.
-
-    An imported module's source is hashed once per process, so a run keeps the code version
-    of the code it imported even if the file is edited while it runs; a path is read each time.
-    """
-    hashes = {}
-    for m in modules:
-        if isinstance(m, ModuleType):
-            path = str(Path(m.__file__).resolve())
-            hashes[path] = _MODULE_SOURCE_HASHES.setdefault(path, _file_hash(path))
-        else:
-            path = str(Path(m).resolve())
-            hashes[path] = _file_hash(path)
-    digest = hashlib.sha256()
-    for path in sorted(hashes):
-        digest.update(Path(path).name.encode())
-        digest.update(hashes[path])
+    """Hash of what the import closure of ``modules`` does, and of the numerical libraries' versions."""
+    digest = hashlib.sha256(json.dumps(library_versions(), sort_keys=True).encode())
+    for path in import_closure(modules):
+        root, _ = package_of(path)
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(file_digest(path, source_code).encode())
     return digest.hexdigest()[:16]
 
 
@@ -73,17 +215,34 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot hash config value of type {type(value).__name__}: {value!r}")
 
 
-def run_key(what: str, config: Any, data_version: str = "", modules: Iterable = ()) -> str:
-    """The cache key of a result: hash of its name, config, data version and code version."""
-    blob = json.dumps(
-        {"what": what, "config": _jsonable(config), "data": data_version, "code": code_version(modules)},
-        sort_keys=True,
-    )
+def run_key(what: str, config: Any, inputs: dict[str, str] | None = None, code: Iterable = ()) -> str:
+    """The cache key of a result: hash of its name, config, input versions and code version."""
+    blob = json.dumps({"what": what, "config": _jsonable(config), "inputs": inputs or {},
+                       "code": code_version(code)}, sort_keys=True)
     return f"{what}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
 
 
+def set_modes(path: Path) -> None:
+    """Normal modes under the umask (temporary files are made 0600/0700)."""
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chmod(p, DIR_MODE if p.is_dir() else FILE_MODE)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class RunCache:
-    """A folder of entries ``<key>/{result.pkl, meta.json}``; ``meta.json`` stores the config."""
+    """A folder of entries ``<key>/{result.pkl, meta.json}``; ``meta.json`` stores the config and
+    the result file's SHA-256."""
+
+    STALE_SECONDS = 3600  # a temporary folder of unknown owner is stale after this long
 
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root is not None else cache_dir()
@@ -92,41 +251,126 @@ class RunCache:
         return self.root / key
 
     def has(self, key: str) -> bool:
-        return (self.path(key) / "result.pkl").is_file()
+        return (self.path(key) / RESULT).is_file()
+
+    def check_writable(self) -> None:
+        """Raise ``CacheNotWritableError`` naming the folder unless an entry can be stored in it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe.{os.getpid()}.{uuid.uuid4().hex}"
+            probe.mkdir()
+            probe.rmdir()
+        except OSError as err:
+            raise CacheNotWritableError(
+                f"the run cache {self.root} cannot be written ({err.strerror or err}); make it writable or set "
+                f"{CACHE_DIR_VARIABLE} to a writable folder") from err
 
     def load(self, key: str) -> Any:
-        with open(self.path(key) / "result.pkl", "rb") as fh:
-            return pickle.load(fh)
+        """The stored result; ``ValueError`` saying what is wrong when the entry fails its check."""
+        folder = self.path(key)
+        try:
+            meta = json.loads((folder / META).read_text())
+            data = (folder / RESULT).read_bytes()
+        except (OSError, ValueError) as err:
+            raise ValueError(f"unreadable ({type(err).__name__}: {err})") from err
+        found = hashlib.sha256(data).hexdigest()
+        if meta.get("checksum") != found:
+            raise ValueError(f"{RESULT} has SHA-256 {found[:16]}..., its {META} says {str(meta.get('checksum'))[:16]}...")
+        try:
+            return pickle.loads(data)
+        except Exception as err:  # noqa: BLE001 - any unpickling failure means the entry is unusable
+            raise ValueError(f"{RESULT} does not unpickle ({type(err).__name__}: {err})") from err
+
+    def _valid(self, key: str) -> bool:
+        try:
+            self.load(key)
+            return True
+        except ValueError:
+            return False
+
+    def set_aside(self, folder: Path, why: str) -> Path:
+        """Move a corrupt entry to ``<cache>/.corrupt/`` (kept for inspection) and warn with its path."""
+        aside = self.root / ".corrupt" / f"{folder.name}.{time.strftime('%Y%m%d-%H%M%S')}.{uuid.uuid4().hex[:6]}"
+        if not folder.exists():  # another process moved it first
+            return aside
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(folder, aside)
+        except FileNotFoundError:
+            return aside
+        warnings.warn(f"corrupt run-cache entry {folder}: {why}; moved to {aside} and recomputed",
+                      CorruptEntryWarning, stacklevel=3)
+        return aside
+
+    def remove_stale_parts(self) -> None:
+        """Remove temporary folders left by killed runs (their process is gone)."""
+        for part in self.root.glob(".*.part"):
+            fields = part.name.split(".")
+            pid = int(fields[-3]) if len(fields) >= 4 and fields[-3].isdigit() else None
+            try:
+                stale = (not _pid_alive(pid)) if pid is not None else \
+                    time.time() - part.stat().st_mtime > self.STALE_SECONDS
+            except FileNotFoundError:
+                continue
+            if stale and pid != os.getpid():
+                shutil.rmtree(part, ignore_errors=True)
 
     def store(self, key: str, result: Any, meta: dict | None = None) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{key}.", suffix=".part"))
+        self.check_writable()
+        self.remove_stale_parts()
+        tmp = self.root / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+        tmp.mkdir()
         try:
-            with open(tmp / "result.pkl", "wb") as fh:
-                pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            (tmp / "meta.json").write_text(json.dumps(meta or {}, indent=2, default=str))
-            final = self.path(key)
-            if final.exists():  # a concurrent run finished first: its entry is equally valid
-                shutil.rmtree(tmp)
-                return
-            os.replace(tmp, final)
+            data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            (tmp / RESULT).write_bytes(data)
+            meta = {**(meta or {}), "checksum": hashlib.sha256(data).hexdigest()}
+            (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
+            set_modes(tmp)
+            self._publish(tmp, key)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
 
+    def _publish(self, tmp: Path, key: str) -> None:
+        final = self.path(key)
+        for _ in range(5):
+            try:
+                os.rename(tmp, final)  # atomic; fails if another process published first
+                return
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+            if not final.exists():  # gone again meanwhile: try once more
+                continue
+            if self._valid(key):  # a concurrent run finished first: its entry is equally valid
+                return
+            self.set_aside(final, "replaced by a fresh result")
+        raise OSError(f"could not publish run-cache entry {final}: other processes keep replacing it")
+
     def get_or_compute(self, key: str, compute: Callable[[], Any], meta: dict | None = None) -> Any:
-        if self.has(key):
-            return self.load(key)
+        folder = self.path(key)
+        try:
+            present = folder.exists()
+        except PermissionError as err:
+            raise CacheNotWritableError(f"the run cache {self.root} cannot be read ({err.strerror}); set "
+                                        f"{CACHE_DIR_VARIABLE} to a folder this user can read and write") from err
+        if present:
+            try:
+                return self.load(key)
+            except ValueError as err:
+                self.set_aside(folder, str(err))
+        self.check_writable()  # before the work, not after
         result = compute()
         self.store(key, result, meta)
         return result
 
 
-def cached(what: str, config: Any, compute: Callable[[], Any], data_version: str = "",
-           modules: Iterable = (), cache: RunCache | None = None) -> Any:
-    """Return the cached result for (what, config, data, code), computing and storing it if absent."""
-    modules = list(modules)
-    key = run_key(what, config, data_version, modules)
-    meta = {"what": what, "config": _jsonable(config), "data_version": data_version,
-            "code_version": code_version(modules)}
+def cached(what: str, config: Any, compute: Callable[[], Any], inputs: dict[str, str] | None = None,
+           code: Iterable = (), cache: RunCache | None = None) -> Any:
+    """Return the cached result for (what, config, inputs, code), computing and storing it if absent.
+
+    ``code``: the modules that compute the result; their import closure is hashed."""
+    code = list(code)
+    key = run_key(what, config, inputs, code)
+    meta = {"what": what, "config": _jsonable(config), "inputs": inputs or {}, "code_version": code_version(code)}
     return (cache or RunCache()).get_or_compute(key, compute, meta)

@@ -17,8 +17,10 @@ word ``i`` of the sentence is position ``i + 1``. ``[SEP]`` and padding are left
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -47,6 +49,20 @@ def resolve_encoder(name: str) -> str:
     if name in ENCODERS:
         return ENCODERS[name]()
     return name
+
+
+def fingerprint(name: str) -> str:
+    """Version of an encoder's checkpoint, for run-cache keys: a hash of every file of a local
+    checkpoint folder (named encoders are local folders), or ``hub:<id>`` for a hub id."""
+    from mtlheads import cache
+
+    where = Path(resolve_encoder(name))
+    if not where.is_dir():
+        return f"hub:{name}"
+    digest = hashlib.sha256()
+    for path in sorted(p for p in where.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(f"{path.relative_to(where).as_posix()} {cache.file_digest(path)}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from dataclasses import asdict, replace
 
 import numpy as np
@@ -10,10 +12,10 @@ import pandas as pd
 from mtlheads import cache, probes
 from mtlheads.data import ewt5
 from mtlheads.data.ewt5 import TASKS
-from mtlheads.encoder import load_encoder
+from mtlheads.encoder import fingerprint, load_encoder
 from mtlheads.gates import OPEN_THRESHOLD, evaluation_gates
 from mtlheads.tasks import TASK_CLASSES
-from mtlheads.train import TrainConfig, TrainResult, code_modules, corpus_split, load_model, train_cached, train_many
+from mtlheads.train import TrainConfig, TrainResult, corpus_split, load_model, train_cached, train_many
 
 # A profile's training knobs: the scale, and the two recipe changes short runs need.
 RUN_KNOBS = ("train_sentences", "dev_sentences", "test_sentences", "epochs", "evaluations", "patience",
@@ -253,8 +255,9 @@ def probe_cached(config: TrainConfig | None, knobs: dict, corpus=None, progress:
                                 tasks=probes.CENTROID_TASKS, progress=progress, desc=f"probing {name} (fit)")
         return probes.probe_all(test, fit)
 
-    return cache.cached("probe", what, compute, data_version=ewt5.data_version(),
-                        modules=code_modules() + [probes])
+    return cache.cached("probe", what, compute, inputs={"ewt5": ewt5.data_version(),
+                                                        "encoder": fingerprint(knobs["encoder"])},
+                        code=[sys.modules[__name__]])
 
 
 def probe_all_models(knobs: dict, corpus=None) -> dict[tuple[str, int], dict]:

@@ -17,6 +17,7 @@ Span questions are SQuAD v1.1's; arithmetic questions are written over the same 
 from __future__ import annotations
 
 import random
+import sys
 import re
 from dataclasses import asdict, dataclass
 
@@ -28,8 +29,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mtlheads import cache, dropout, metrics, multihead
-from mtlheads.data import numeric, squad
-from mtlheads.encoder import fused_attention, load_encoder
+from mtlheads.checks import Knob, check_fields
+from mtlheads.data import numeric, sources, squad
+from mtlheads.encoder import fingerprint, fused_attention, load_encoder
 from mtlheads.heads import BIOTaggingHead, GenerativeHead
 
 TASKS = ("span", "arithmetic")
@@ -62,6 +64,14 @@ class NumReasonConfig:
     def __post_init__(self):
         if "span" not in self.tasks or any(t not in TASKS for t in self.tasks):
             raise ValueError(f"tasks must include 'span' and come from {TASKS}, not {self.tasks!r}")
+        check_fields(self, {
+            "tasks": None, "encoder": Knob("str"), "seed": Knob("int", low=0),
+            "span_examples": Knob("int", low=1, nullable=True), "arithmetic_examples": Knob("int", low=1, nullable=True),
+            "epochs": Knob("float", low=1e-9), "batch_size": Knob("int", low=1), "lr": Knob("float", low=0),
+            "lr_new": Knob("float", low=0), "warmup": Knob("float", low=0, high=1, below_high=True),
+            "clip": Knob("float", low=1e-9), "max_source": Knob("int", low=16), "max_answer": Knob("int", low=3),
+            "decoder_layers": Knob("int", low=1), "frozen_layers": Knob("int", low=0),
+            "eval_share": Knob("float", low=1e-9, high=1, below_high=True)})
 
     @property
     def label(self) -> str:
@@ -239,14 +249,6 @@ def train(config: NumReasonConfig, progress: bool = True, encoder=None) -> multi
                                model.new_parameters(), {t: counts[t] for t in config.tasks}, progress)
 
 
-def code_modules() -> list:
-    import sys
-
-    from mtlheads import encoder, heads
-
-    return [sys.modules[__name__], dropout, encoder, heads, multihead, numeric, squad]
-
-
 def profile_configs(knobs: dict) -> list[NumReasonConfig]:
     """The three-head model and the span-only control for every seed of a profile."""
     return [NumReasonConfig(tasks=tasks, encoder=knobs["encoder"], seed=seed, span_examples=knobs["numreason_span_examples"],
@@ -258,7 +260,10 @@ def profile_configs(knobs: dict) -> list[NumReasonConfig]:
 
 
 def train_cached(config: NumReasonConfig, progress: bool = True) -> multihead.RunResult:
-    return cache.cached("numreason", asdict(config), lambda: train(config, progress), modules=code_modules())
+    """``train`` through the run cache, keyed also by SQuAD's data version and the encoder's checkpoint."""
+    return cache.cached("numreason", asdict(config), lambda: train(config, progress),
+                        inputs={"squad": sources.data_version("SQuAD"), "encoder": fingerprint(config.encoder)},
+                        code=[sys.modules[__name__]])
 
 
 def load(result: multihead.RunResult) -> NumReason:

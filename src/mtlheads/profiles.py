@@ -1,32 +1,144 @@
 """Run profiles: ``params/<name>.yaml``, one flat set of knobs shared by all chapters.
 
-A chapter's parameters cell names ``profile`` and sets every knob to ``None``; ``load`` fills
-the knobs from the profile and lets any value the caller set (papermill ``-p``) win.
+A chapter's parameters cell names ``profile`` and sets every knob to ``None``; its first cell
+calls ``for_chapter`` with them, which fills the knobs from the profile and lets any value the
+caller set (papermill ``-p``) win. Every knob has a type and range (``KNOBS``); a profile value
+or an override outside it is an error that names the knob, the value and what is valid. A
+parameter papermill injected that the chapter does not declare (``-p no_such_knob 3``) stops
+the chapter there, at its first cell.
 """
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mtlheads.checks import Knob, check
+
 PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
+STL_MTL_TASKS = ("pos", "ner", "dep", "con", "srl")
+
+_COUNT = Knob("int", low=1, nullable=True)  # how many items to use; None: all
+_RATE = Knob("float", low=1e-9)
+_SIZE = Knob("int", low=1)
+KNOBS: dict[str, Knob] = {
+    "profile": Knob("str"),
+    "encoder": Knob("str"),
+    "tokenizer_sentences": _COUNT,
+    "seeds": Knob("ints", low=0),
+    "stl_mtl_seeds": Knob("ints", low=0, nullable=True),
+    "workers": _SIZE,
+    "train_sentences": _COUNT,
+    "dev_sentences": _COUNT,
+    "test_sentences": _COUNT,
+    "epochs": Knob("float", low=1e-9),
+    "evaluations": _SIZE,
+    "patience": Knob("int", low=1, nullable=True),
+    "batch_size": _SIZE,
+    "freeze_word_embeddings": Knob("bool"),
+    "srl_unary_loss": Knob("float", low=0),
+    "gate_lr": _RATE,
+    "gate_lambdas": Knob("weights", low=0, keys=(*STL_MTL_TASKS, "mtl")),
+    "gate_mtl_mode": Knob("str", choices=("sample", "joint")),
+    "pruning_task": Knob("str", choices=STL_MTL_TASKS),
+    "pruning_lambdas": Knob("floats", low=0),
+    "probe_test_sentences": _COUNT,
+    "probe_fit_sentences": _COUNT,
+    "probe_min_count": Knob("int", low=0),
+    "pairwise_mtl": Knob("bool"),
+    "readersum_qa_examples": _COUNT,
+    "readersum_summ_examples": _COUNT,
+    "readersum_epochs": Knob("float", low=1e-9),
+    "readersum_batch_size": _SIZE,
+    "readersum_max_source": Knob("int", low=16),
+    "readersum_frozen_layers": Knob("int", low=0),
+    "readersum_lr": _RATE,
+    "focus_contexts": _COUNT,
+    "rouge_documents": _COUNT,
+    "qa_eval_questions": _COUNT,
+    "numreason_span_examples": _COUNT,
+    "numreason_arithmetic_examples": _COUNT,
+    "numreason_epochs": Knob("float", low=1e-9),
+    "numreason_batch_size": _SIZE,
+    "numreason_max_source": Knob("int", low=16),
+    "numreason_frozen_layers": Knob("int", low=0),
+    "numreason_lr": _RATE,
+    "numreason_lr_new": _RATE,
+    "numreason_span_eval": _COUNT,
+    "gsm8k_problems": _COUNT,
+}
+# Mappings overridden in part keep the profile's other entries (``-y "gate_lambdas: {pos: 0.5}"``).
+_MERGED = {"gate_lambdas"}
 
 
 def available() -> list[str]:
     return sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
 
 
-def load(profile: str, **overrides: Any) -> dict[str, Any]:
-    """The knobs of ``profile``, with every override that is not None applied."""
+def read(profile: str) -> dict[str, Any]:
+    """A profile's knobs as written, each checked against ``KNOBS``."""
     path = PARAMS_DIR / f"{profile}.yaml"
-    if not path.is_file():
+    if not isinstance(profile, str) or not path.is_file():
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(available())}")
     knobs = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(knobs) - set(KNOBS))
+    missing = sorted(set(KNOBS) - set(knobs))
+    if unknown or missing:
+        raise ValueError(f"{path}: unknown knob(s) {unknown}, missing knob(s) {missing}; the knobs are {sorted(KNOBS)}")
+    for name, value in knobs.items():
+        check(f"{path.name}: {name}", value, KNOBS[name])
+    return knobs
+
+
+def for_chapter(profile: str, **declared: Any) -> dict[str, Any]:
+    """``load`` for a chapter's first cell, ``declared`` being its parameters cell's knobs: a
+    parameter papermill injected that the chapter does not declare is an error listing the
+    valid ones (papermill itself only warns, and the chapter would run with the defaults)."""
+    undeclared = sorted(set(injected_parameters()) - set(declared) - {"profile"})
+    if undeclared:
+        raise ValueError(f"unknown parameter(s) {undeclared} given to this chapter; its parameters are "
+                         f"{['profile', *declared]} (profiles: {', '.join(available())})")
+    return load(profile, **declared)
+
+
+def load(profile: str, **overrides: Any) -> dict[str, Any]:
+    """The knobs of ``profile``, with every override that is not None applied and checked."""
+    knobs = read(profile)
     unknown = sorted(k for k in overrides if k not in knobs)
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for profile {profile!r}; valid: {sorted(knobs)}")
-    knobs.update({k: v for k, v in overrides.items() if v is not None})
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name in _MERGED and isinstance(value, dict):
+            value = {**knobs[name], **value}
+        knobs[name] = check(name, value, KNOBS[name])
     knobs["profile"] = profile
     return knobs
+
+
+PAPERMILL_MARK = "# Parameters"  # papermill's injected cell starts with this line
+
+
+def injected_parameters() -> list[str]:
+    """Names papermill injected into the running notebook (empty outside a notebook).
+
+    Read from the kernel's input history: papermill runs its injected cell right after the
+    parameters cell."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with the notebook stack
+        return []
+    shell = get_ipython()
+    if shell is None:
+        return []
+    names = []
+    for source in shell.user_ns.get("In", []):
+        if isinstance(source, str) and source.lstrip().startswith(PAPERMILL_MARK):
+            for node in ast.parse(source).body:
+                if isinstance(node, ast.Assign):
+                    names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+    return names

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import itertools
 import random
+import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,8 +23,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mtlheads import cache, dropout, metrics, multihead
-from mtlheads.data import scitldr, squad
-from mtlheads.encoder import fused_attention, load_encoder
+from mtlheads.checks import Knob, check_fields
+from mtlheads.data import scitldr, sources, squad
+from mtlheads.encoder import fingerprint, fused_attention, load_encoder
 from mtlheads.heads import GenerativeHead, SpanQAHead
 
 TASKS = ("qa", "summ")
@@ -57,6 +59,14 @@ class ReaderSumConfig:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or "summ" not in self.tasks:
             raise ValueError(f"tasks must include 'summ' and come from {TASKS}, not {self.tasks!r}")
+        check_fields(self, {
+            "tasks": None, "encoder": Knob("str"), "seed": Knob("int", low=0),
+            "qa_examples": Knob("int", low=1, nullable=True), "summ_examples": Knob("int", low=1, nullable=True),
+            "epochs": Knob("float", low=1e-9), "batch_size": Knob("int", low=1), "lr": Knob("float", low=0),
+            "lr_new": Knob("float", low=0), "warmup": Knob("float", low=0, high=1, below_high=True),
+            "clip": Knob("float", low=1e-9), "max_source": Knob("int", low=16), "max_summary": Knob("int", low=3),
+            "decoder_layers": Knob("int", low=1), "copy": Knob("bool"), "output_vocab": Knob("int", low=1, nullable=True),
+            "frozen_layers": Knob("int", low=0), "eval_share": Knob("float", low=1e-9, high=1, below_high=True)})
 
     @property
     def label(self) -> str:
@@ -192,16 +202,6 @@ def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> multi
                                {t: sum(e["task"] == t for e in examples) for t in config.tasks}, progress)
 
 
-def code_modules() -> list:
-    import sys
-
-    from mtlheads import dropout, encoder, heads
-    from mtlheads.data import scitldr as scitldr_module
-    from mtlheads.data import squad as squad_module
-
-    return [sys.modules[__name__], dropout, encoder, heads, multihead, scitldr_module, squad_module]
-
-
 def profile_configs(knobs: dict) -> list[ReaderSumConfig]:
     """The multi-task model and the control for every seed of a profile (``profiles.load``)."""
     return [ReaderSumConfig(tasks=tasks, encoder=knobs["encoder"], seed=seed, qa_examples=knobs["readersum_qa_examples"],
@@ -212,7 +212,12 @@ def profile_configs(knobs: dict) -> list[ReaderSumConfig]:
 
 
 def train_cached(config: ReaderSumConfig, progress: bool = True) -> multihead.RunResult:
-    return cache.cached("readersum", asdict(config), lambda: train(config, progress), modules=code_modules())
+    """``train`` through the run cache, keyed also by SQuAD's and SciTLDR's data versions and the
+    encoder's checkpoint."""
+    return cache.cached("readersum", asdict(config), lambda: train(config, progress),
+                        inputs={"squad+scitldr": sources.data_version("SQuAD", "scitldr"),
+                                "encoder": fingerprint(config.encoder)},
+                        code=[sys.modules[__name__]])
 
 
 def load(result: multihead.RunResult) -> ReaderSum:

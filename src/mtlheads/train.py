@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
+import os
 import queue as queue_module
 import random
+import signal
+import sys
+import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal
@@ -29,7 +34,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, dropout, encoder as encoder_module, tasks as tasks_package
+from mtlheads import cache, dropout, encoder as encoder_module
+from mtlheads.checks import Knob, check_fields
 from mtlheads.data import ewt5
 from mtlheads.encoder import Encoder, WordBatch, load_encoder
 from mtlheads.gates import HardConcreteGates
@@ -65,8 +71,7 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(check_tasks(self.tasks)))
-        if self.mtl_mode not in ("sample", "joint"):
-            raise ValueError(f"unknown mtl_mode {self.mtl_mode!r}; valid: 'sample', 'joint'")
+        check_fields(self, TRAIN_RULES)
 
     @property
     def label(self) -> str:
@@ -75,6 +80,20 @@ class TrainConfig:
         else:
             name = f"MTL-{len(self.tasks)}" + (" joint" if self.mtl_mode == "joint" else "")
         return name + (f" gated ({self.gate_lambda:g})" if self.gate_lambda is not None else "")
+
+
+_SENTENCES = Knob("int", low=1, nullable=True)
+TRAIN_RULES = {
+    "tasks": None, "encoder": Knob("str"), "seed": Knob("int", low=0), "epochs": Knob("float", low=1e-9),
+    "batch_size": Knob("int", low=1), "lr_decoder": Knob("float", low=0), "lr_encoder": Knob("float", low=0),
+    "freeze_word_embeddings": Knob("bool"), "srl_unary_loss": Knob("float", low=0),
+    "warmup": Knob("float", low=0, high=1, below_high=True), "clip": Knob("float", low=1e-9),
+    "word_dropout": Knob("float", low=0, high=1, below_high=True), "mtl_mode": Knob("str", choices=("sample", "joint")),
+    "sampling_temperature": Knob("float", low=0), "loss_window": Knob("int", low=1), "evaluations": Knob("int", low=1),
+    "patience": Knob("int", low=1, nullable=True), "gate_lambda": Knob("float", low=0, nullable=True),
+    "lr_gates": Knob("float", low=0), "train_sentences": _SENTENCES, "dev_sentences": _SENTENCES,
+    "test_sentences": _SENTENCES,
+}
 
 
 class MultiTaskModel(nn.Module):
@@ -315,45 +334,80 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
     return result
 
 
-def code_modules() -> list:
-    """The modules a trained model depends on: a change to any of them retrains."""
-    import sys
-
-    from mtlheads import gates
-    from mtlheads.data import readers
-    from mtlheads.tasks import base, con, dep, ner, pos, srl
-
-    return [sys.modules[__name__], encoder_module, dropout, gates, tasks_package, readers, ewt5, base, con, dep, ner, pos,
-            srl]
+def run_inputs(config: TrainConfig) -> dict[str, str]:
+    """Versions of what a run reads: EWT5's data and the encoder's checkpoint."""
+    return {"ewt5": ewt5.data_version(), "encoder": encoder_module.fingerprint(config.encoder)}
 
 
 def train_cached(config: TrainConfig, corpus=None, progress: bool = True, cache_store: cache.RunCache | None = None,
                  on_step: Callable[[], None] | None = None) -> TrainResult:
-    """``train`` through the run cache: the same config, data and code return the stored run."""
+    """``train`` through the run cache: the same config, data, encoder and code return the stored
+    run (the code: this module's import closure)."""
     return cache.cached("train", asdict(config), lambda: train(config, corpus, progress, on_step=on_step),
-                        data_version=ewt5.data_version(), modules=code_modules(), cache=cache_store)
+                        inputs=run_inputs(config), code=[sys.modules[__name__]], cache=cache_store)
 
 
 def is_cached(config: TrainConfig, cache_store: cache.RunCache | None = None) -> bool:
-    key = cache.run_key("train", asdict(config), ewt5.data_version(), code_modules())
+    key = cache.run_key("train", asdict(config), run_inputs(config), [sys.modules[__name__]])
     return (cache_store or cache.RunCache()).has(key)
 
 
 _WORKER: dict = {}
 
 
-def _start_worker(corpus, threads: int, steps) -> None:
+def _watch_parent(parent: int) -> None:
+    """End this worker process soon after its parent dies (killed, say), so none is left running."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+
+
+def _init_worker(parent: int, reports, initializer, initargs) -> None:
+    _watch_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the workers
+    _WORKER["reports"] = reports
+    if initializer is not None:
+        initializer(*initargs)
+
+
+@contextmanager
+def worker_pool(workers: int, initializer: Callable | None = None, initargs: tuple = ()):
+    """A pool of ``workers`` spawned processes and a queue they can report on (``_WORKER["reports"]``).
+
+    The workers end with the parent: if it is interrupted (SIGINT) or fails, they are terminated
+    at once instead of finishing their tasks; if it is killed, each ends within a second."""
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's threads are running
+    reports = context.Queue()
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(os.getpid(), reports, initializer, initargs))
+    try:
+        yield pool, reports
+    except BaseException:
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way before 3.14
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _start_worker(corpus, threads: int) -> None:
     from transformers.utils import logging as transformers_logging
 
     torch.set_num_threads(threads)
     transformers_logging.disable_progress_bar()  # the parent's bar speaks for the workers
-    _WORKER.update(corpus=corpus, steps=steps)
+    _WORKER.update(corpus=corpus)
 
 
 def _train_in_worker(config: TrainConfig) -> None:
     """Train into the run cache; the parent reads the result from there (no weights through a pipe)."""
-    steps = _WORKER["steps"]
-    train_cached(config, _WORKER["corpus"], progress=False, on_step=lambda: steps.put(1))
+    reports = _WORKER["reports"]
+    train_cached(config, _WORKER["corpus"], progress=False, on_step=lambda: reports.put(1))
 
 
 def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[TrainResult]:
@@ -366,7 +420,8 @@ def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> lis
     differ slightly from a one-worker run's (Adam's step turns a rounding difference in a tiny
     gradient into one of up to the learning rate); at the workers' thread count a one-worker run
     gives the same weights to the bit. One progress bar counts the steps of all the runs; the
-    longest start first."""
+    longest start first. Interrupting it (Ctrl-C, SIGINT) ends the workers at once; killing it
+    ends them within a second (``worker_pool``)."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers!r}")
     corpus = corpus if corpus is not None else ewt5.load()
@@ -376,22 +431,18 @@ def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> lis
     available = len(corpus["train"])
     steps = {i: planned_steps(configs[i], min(configs[i].train_sentences or available, available))[1] for i in todo}
     todo.sort(key=lambda i: -steps[i])
-    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's threads are running
-    reports = context.Queue()
     threads = max(1, torch.get_num_threads() // workers)
     bar = tqdm(total=sum(steps.values()), desc=f"{len(todo)} runs, {min(workers, len(todo))} at a time")
-    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=_start_worker,
-                               initargs=(corpus, threads, reports))
     try:
-        running = {pool.submit(_train_in_worker, configs[i]): i for i in todo}
-        while running:
-            done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-            bar.update(_drain(reports))
-            for future in done:
-                future.result()  # a worker's error is raised here
-                bar.set_postfix(finished=configs[running.pop(future)].label)
+        with worker_pool(min(workers, len(todo)), _start_worker, (corpus, threads)) as (pool, reports):
+            running = {pool.submit(_train_in_worker, configs[i]): i for i in todo}
+            while running:
+                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                bar.update(_drain(reports))
+                for future in done:
+                    future.result()  # a worker's error is raised here
+                    bar.set_postfix(finished=configs[running.pop(future)].label)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
     return [train_cached(c, corpus) for c in configs]
 

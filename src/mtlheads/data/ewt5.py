@@ -8,7 +8,8 @@ Joins three annotations of the same sentences:
 - UNER_English-EWT: BIO tags over PER/LOC/ORG, joined by ``sent_id``.
 
 A sentence is kept only if it carries all five layers; every drop is counted by reason.
-The built corpus is written once to ``<data>/ewt5/<version>/`` and reused.
+The built corpus is written once to ``<data>/ewt5/<version>/`` with the SHA-256 of each of its
+files, and reused while they match; a changed or cut file is reported, set aside and rebuilt.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -66,11 +70,14 @@ FEATURES = datasets.Features({
 _BRACKET_ESCAPES = {"(": "-LRB-", ")": "-RRB-", "{": "-LCB-", "}": "-RCB-"}
 
 
-def data_version() -> str:
-    """Hash of the pinned sources and of the code that reads and joins them."""
-    pins = [(s.name, [(f.path, f.commit, f.count) for f in s.files])
-            for s in (sources.SOURCES[n] for n in ("UD_English-EWT", "UNER_English-EWT", "propbank-release"))]
-    return cache.run_key("ewt5", pins, modules=[readers, __file__]).split("-", 1)[1][:12]
+SOURCE_NAMES = ("UD_English-EWT", "UNER_English-EWT", "propbank-release")
+CHECKSUMS = "checksums.json"
+
+
+def data_version(root: Path | None = None) -> str:
+    """Hash of the sources' content (their files' SHA-256) and of the code that reads and joins them."""
+    return cache.run_key("ewt5", sources.data_version(*SOURCE_NAMES, root=root),
+                         code=[sys.modules[__name__]]).split("-", 1)[1][:12]
 
 
 def tree_leaf(word: str) -> str:
@@ -192,23 +199,59 @@ def corpus_dir(root: Path | None = None) -> Path:
     return (root or sources.data_dir()) / "ewt5" / data_version()
 
 
+def _built_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUMS)
+
+
+def check_built(folder: Path) -> str | None:
+    """What is wrong with a built corpus folder (a file missing, changed or added), or None."""
+    try:
+        pinned = json.loads((folder / CHECKSUMS).read_text())
+    except (OSError, ValueError) as err:
+        return f"{CHECKSUMS} unreadable ({type(err).__name__})"
+    present = {p.relative_to(folder).as_posix() for p in _built_files(folder)}
+    for relative, digest in pinned.items():
+        if relative not in present:
+            return f"{folder / relative} is missing"
+        if cache.file_digest(folder / relative) != digest:
+            return f"{folder / relative} has changed (SHA-256 {cache.file_digest(folder / relative)[:16]}..., built as {digest[:16]}...)"
+    if extra := sorted(present - set(pinned)):
+        return f"{folder / extra[0]} was not part of the build"
+    return None
+
+
 def load(root: Path | None = None, rebuild: bool = False) -> datasets.DatasetDict:
     """EWT5 as a ``DatasetDict`` with splits train/dev/test, built once and then read from disk."""
     folder = corpus_dir(root)
-    if rebuild or not (folder / "report.json").is_file():
-        corpus, report = build(root)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".part"))
-        try:
-            corpus.save_to_disk(str(tmp / "corpus"))
-            (tmp / "report.json").write_text(json.dumps(report, indent=2))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    problem = "rebuild asked for" if rebuild else (check_built(folder) if folder.exists() else "not built")
+    if problem is not None:
+        if folder.exists():
+            aside = folder.parent / f".corrupt-{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+            os.replace(folder, aside)
+            if not rebuild:
+                warnings.warn(f"built EWT5 corpus at {folder}: {problem}; moved to {aside} and rebuilt", stacklevel=2)
+        _publish(build(root), folder)
     return datasets.load_from_disk(str(folder / "corpus"))
+
+
+def _publish(built: tuple[datasets.DatasetDict, dict], folder: Path) -> None:
+    corpus, report = built
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".part"))
+    try:
+        corpus.save_to_disk(str(tmp / "corpus"))
+        (tmp / "report.json").write_text(json.dumps(report, indent=2))
+        (tmp / CHECKSUMS).write_text(json.dumps(
+            {p.relative_to(tmp).as_posix(): cache.file_digest(p) for p in _built_files(tmp)}, indent=1))
+        cache.set_modes(tmp)
+        try:
+            os.rename(tmp, folder)
+        except OSError:  # another process built it first: keep theirs if it is whole
+            if check_built(folder) is not None:
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def report(root: Path | None = None) -> dict:

@@ -229,7 +229,8 @@ def gsm8k(split: str = "test", root=None) -> list[dict]:
     if split not in ("train", "test"):
         raise ValueError(f"unknown GSM8K split {split!r}; valid splits: train, test")
     problems = []
-    for record in sources.jsonl_records("grade-school-math", f"grade_school_math/data/{split}.jsonl", root):
+    for record in sources.jsonl_records("grade-school-math", f"grade_school_math/data/{split}.jsonl", root,
+                                        keys=("question", "answer")):
         calculations = [m.group(1) for m in _CALCULATION.finditer(record["answer"])]
         problems.append({"question": record["question"],
                          "answer": parse_number(record["answer"].rsplit("####", 1)[1]),

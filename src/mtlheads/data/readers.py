@@ -1,7 +1,7 @@
 """Readers for the three EWT annotation layers: UD CoNLL-U, UNER IOB2, PropBank ``.gold_skel``.
 
 Each reader validates as it goes and raises ``MalformedLineError`` naming the file and the
-1-based line number of the first line it cannot read.
+1-based line number of the first line it cannot read (a byte that is not UTF-8 included).
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtlheads.data.sources import MalformedLineError, text_lines
 
-class MalformedLineError(ValueError):
-    def __init__(self, path: Path | str, lineno: int, line: str, why: str):
-        super().__init__(f"{path}:{lineno}: {why}: {line.rstrip()[:120]!r}")
-        self.path, self.lineno = str(path), lineno
+__all__ = ["MalformedLineError", "read_conllu", "read_iob2", "read_gold_skel", "parse_arg_column"]
 
 
 @dataclass
@@ -40,38 +38,53 @@ def read_conllu(path: Path | str) -> list[UDSentence]:
         if rows:
             if "sent_id" not in meta:
                 raise MalformedLineError(path, lineno, "", "sentence without '# sent_id'")
+            for word_lineno, word in zip(row_lines, rows):
+                if int(word[6]) > len(rows):
+                    raise MalformedLineError(path, word_lineno, "\t".join(word),
+                                             f"head {word[6]} is out of range: the sentence has {len(rows)} words "
+                                             f"(valid heads: 0 to {len(rows)})")
             cols = list(zip(*rows))
             sentences.append(
                 UDSentence(meta["sent_id"], doc_id, meta.get("text", ""), list(cols[1]),
                            list(cols[3]), list(cols[4]), [int(h) for h in cols[6]], list(cols[7]))
             )
         meta, rows = {}, []
+        row_lines.clear()
 
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                close(lineno)
-            elif line.startswith("#"):
-                key, sep, value = line[1:].partition("=")
-                if sep:
-                    key, value = key.strip(), value.strip()
-                    if key == "newdoc id":
-                        doc_id = value
-                    meta[key] = value
-            else:
-                cols = line.split("\t")
-                if len(cols) != 10:
-                    raise MalformedLineError(path, lineno, line, f"expected 10 tab-separated columns, got {len(cols)}")
-                if "-" in cols[0] or "." in cols[0]:
-                    continue  # multiword-token range or empty node
-                if not cols[0].isdigit() or int(cols[0]) != len(rows) + 1:
-                    raise MalformedLineError(path, lineno, line, f"word index {cols[0]!r} out of sequence")
-                if not cols[6].isdigit():
-                    raise MalformedLineError(path, lineno, line, f"head {cols[6]!r} is not a number")
-                rows.append(cols)
-        close(lineno + 1 if rows else 0)
+    row_lines: list[int] = []
+    lineno = 0
+    for lineno, line in text_lines(path):
+        line = line.rstrip("\n")
+        if not line.strip():
+            close(lineno)
+        elif line.startswith("#"):
+            key, sep, value = line[1:].partition("=")
+            if sep:
+                key, value = key.strip(), value.strip()
+                if key == "newdoc id":
+                    doc_id = value
+                meta[key] = value
+        else:
+            cols = line.split("\t")
+            if len(cols) != 10:
+                raise MalformedLineError(path, lineno, line, f"expected 10 tab-separated columns, got {len(cols)}")
+            if "-" in cols[0] or "." in cols[0]:
+                continue  # multiword-token range or empty node
+            if not cols[0].isdigit() or int(cols[0]) != len(rows) + 1:
+                raise MalformedLineError(path, lineno, line, f"word index {cols[0]!r} out of sequence")
+            if not cols[6].isdigit():
+                raise MalformedLineError(path, lineno, line, f"head {cols[6]!r} is not a number")
+            rows.append(cols)
+            row_lines.append(lineno)
+    if rows:
+        raise cut_short(path, lineno)
     return sentences
+
+
+def cut_short(path: Path | str, lineno: int) -> MalformedLineError:
+    """The error for a file that ends inside a sentence: every sentence ends with a blank line."""
+    return MalformedLineError(path, lineno, "", "the file ends inside a sentence (no blank line after its last "
+                                                "word): it was cut short")
 
 
 # UNER tags outside PER/LOC/ORG, present in the train file of upstream's first commit.
@@ -89,30 +102,30 @@ class NERSentence:
 def read_iob2(path: Path | str) -> list[NERSentence]:
     sentences: list[NERSentence] = []
     sent_id, tokens, tags = None, [], []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\n")
-            if line.startswith("# sent_id = "):
-                sent_id = line[len("# sent_id = "):].strip()
-            elif line.startswith("#"):
-                continue
-            elif not line.strip():
-                if tokens:
-                    sentences.append(NERSentence(sent_id, tokens, tags))
-                sent_id, tokens, tags = None, [], []
-            else:
-                cols = line.split("\t")
-                if len(cols) < 3:
-                    raise MalformedLineError(path, lineno, line, "expected index, word and tag")
-                if sent_id is None:
-                    raise MalformedLineError(path, lineno, line, "token before any '# sent_id'")
-                tag = UNER_TAG_MAP.get(cols[2], cols[2])
-                if tag not in UNER_TAGS:
-                    raise MalformedLineError(path, lineno, line, f"tag {cols[2]!r} is not one of {UNER_TAGS}")
-                tokens.append(cols[1])
-                tags.append(tag)
+    lineno = 0
+    for lineno, line in text_lines(path):
+        line = line.rstrip("\n")
+        if line.startswith("# sent_id = "):
+            sent_id = line[len("# sent_id = "):].strip()
+        elif line.startswith("#"):
+            continue
+        elif not line.strip():
+            if tokens:
+                sentences.append(NERSentence(sent_id, tokens, tags))
+            sent_id, tokens, tags = None, [], []
+        else:
+            cols = line.split("\t")
+            if len(cols) < 3:
+                raise MalformedLineError(path, lineno, line, "expected index, word and tag")
+            if sent_id is None:
+                raise MalformedLineError(path, lineno, line, "token before any '# sent_id'")
+            tag = UNER_TAG_MAP.get(cols[2], cols[2])
+            if tag not in UNER_TAGS:
+                raise MalformedLineError(path, lineno, line, f"tag {cols[2]!r} is not one of {UNER_TAGS}")
+            tokens.append(cols[1])
+            tags.append(tag)
     if tokens:
-        sentences.append(NERSentence(sent_id, tokens, tags))
+        raise cut_short(path, lineno)
     return sentences
 
 
@@ -130,7 +143,7 @@ class SkelSentence:
 def read_gold_skel(path: Path | str) -> list[SkelSentence]:
     sentences: list[SkelSentence] = []
     rows: list[list[str]] = []
-    start = 0
+    start = lineno = 0
 
     def close() -> None:
         if rows:
@@ -138,22 +151,24 @@ def read_gold_skel(path: Path | str) -> list[SkelSentence]:
                                           [r[7] for r in rows], [list(c) for c in zip(*(r[8:] for r in rows))]))
             rows.clear()
 
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            cols = line.split()
-            if not cols:
-                close()
-                continue
-            if len(cols) < 8:
-                raise MalformedLineError(path, lineno, line, f"expected at least 8 columns, got {len(cols)}")
-            if rows and len(cols) != len(rows[0]):
-                raise MalformedLineError(path, lineno, line, f"{len(cols)} columns where the sentence has {len(rows[0])}")
-            if not cols[2].isdigit() or int(cols[2]) != len(rows):
-                raise MalformedLineError(path, lineno, line, f"word index {cols[2]!r} out of sequence")
-            if not rows:
-                start = lineno
-            rows.append(cols)
-    close()
+    for lineno, line in text_lines(path):
+        cols = line.split()
+        if not cols:
+            close()
+            continue
+        if len(cols) < 8:
+            raise MalformedLineError(path, lineno, line, f"expected at least 8 columns, got {len(cols)}")
+        if rows and len(cols) != len(rows[0]):
+            raise MalformedLineError(path, lineno, line, f"{len(cols)} columns where the sentence has {len(rows[0])}")
+        if not cols[2].isdigit() or int(cols[2]) != len(rows):
+            raise MalformedLineError(path, lineno, line, f"word index {cols[2]!r} out of sequence")
+        if not rows:
+            start = lineno
+        rows.append(cols)
+    if rows:
+        raise cut_short(path, lineno)
+    if not sentences:
+        raise MalformedLineError(path, 1, "", "no sentence in the file (a PropBank document has at least one)")
     return sentences
 
 

@@ -18,4 +18,5 @@ def load(split: str, root=None) -> list[dict]:
     return [{"id": record["paper_id"],
              "document": " ".join(s.strip() for s in record["source"] if s.strip()),
              "summaries": [t.strip() for t in record["target"] if t.strip()]}
-            for record in sources.jsonl_records("scitldr", f"SciTLDR-Data/SciTLDR-A/{split}.jsonl", root)]
+            for record in sources.jsonl_records("scitldr", f"SciTLDR-Data/SciTLDR-A/{split}.jsonl", root,
+                                                 keys=("paper_id", "source", "target"))]
