@@ -119,3 +119,19 @@ def test_evaluation_passes_use_the_fused_kernel_with_the_same_outputs_and_gates(
         tiny.head_gates = None
     assert torch.allclose(eager, fused, atol=1e-5) and torch.equal(eager.detach(), captured)
     assert tiny.model.config._attn_implementation == dropout.ATTENTION  # restored after every pass
+
+
+def test_a_local_checkpoints_contents_enter_the_run_key(tmp_path):
+    from mtlheads.encoder import fingerprint
+    from mtlheads.train import TrainConfig, run_inputs
+
+    checkpoint = tmp_path / "my-bert"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text('{"num_hidden_layers": 6}')
+    (checkpoint / "model.safetensors").write_bytes(b"weights v1")
+    config = TrainConfig(tasks=("pos",), encoder=str(checkpoint))
+    before = run_inputs(config)["encoder"]
+    (checkpoint / "model.safetensors").write_bytes(b"weights v2")  # same name and size, other weights
+    assert run_inputs(config)["encoder"] != before
+    assert fingerprint("minilm") == fingerprint("minilm") and not fingerprint("minilm").startswith("hub:")
+    assert fingerprint("some-org/some-hub-model") == "hub:some-org/some-hub-model"

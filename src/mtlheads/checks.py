@@ -47,6 +47,11 @@ class Knob:
         return text + (", or null (None)" if self.nullable else "")
 
 
+def _a(value: Any) -> str:
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
 def _number_ok(value: Any, integer: bool) -> bool:
     if isinstance(value, bool):
         return False
@@ -76,7 +81,7 @@ def check(name: str, value: Any, knob: Knob) -> Any:
         raise bad("may not be null")
     if knob.kind == "bool":
         if not isinstance(value, bool):
-            raise bad(f"is a {type(value).__name__}, not true/false")
+            raise bad(f"is {_a(value)}, not true/false")
     elif knob.kind == "str":
         if not isinstance(value, str) or not value:
             raise bad()
@@ -84,7 +89,7 @@ def check(name: str, value: Any, knob: Knob) -> Any:
             raise bad("is not one of the choices")
     elif knob.kind in ("int", "float"):
         if not _number_ok(value, knob.kind == "int"):
-            raise bad(f"is a {type(value).__name__}, not {'an integer' if knob.kind == 'int' else 'a number'}")
+            raise bad(f"is {_a(value)}, not {'an integer' if knob.kind == 'int' else 'a number'}")
         if not _in_range(value, knob):
             raise bad("is out of range")
     elif knob.kind in ("ints", "floats"):

@@ -18,6 +18,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mtlheads.checks import Knob
+
+# The fields every multi-head run's config shares (chapters 6 and 7), with their valid values.
+RUN_RULES = {
+    "tasks": None, "encoder": Knob("str"), "seed": Knob("int", low=0), "epochs": Knob("float", low=1e-9),
+    "batch_size": Knob("int", low=1), "lr": Knob("float", low=0), "lr_new": Knob("float", low=0),
+    "warmup": Knob("float", low=0, high=1, below_high=True), "clip": Knob("float", low=1e-9),
+    "max_source": Knob("int", low=16), "decoder_layers": Knob("int", low=1), "frozen_layers": Knob("int", low=0),
+    "eval_share": Knob("float", low=1e-9, high=1, below_high=True),
+}
+
 
 def freeze_bottom(encoder_model, layers: int) -> None:
     """Freeze the embeddings and the bottom ``layers`` encoder layers (0: nothing). Frozen layers

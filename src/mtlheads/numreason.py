@@ -64,14 +64,8 @@ class NumReasonConfig:
     def __post_init__(self):
         if "span" not in self.tasks or any(t not in TASKS for t in self.tasks):
             raise ValueError(f"tasks must include 'span' and come from {TASKS}, not {self.tasks!r}")
-        check_fields(self, {
-            "tasks": None, "encoder": Knob("str"), "seed": Knob("int", low=0),
-            "span_examples": Knob("int", low=1, nullable=True), "arithmetic_examples": Knob("int", low=1, nullable=True),
-            "epochs": Knob("float", low=1e-9), "batch_size": Knob("int", low=1), "lr": Knob("float", low=0),
-            "lr_new": Knob("float", low=0), "warmup": Knob("float", low=0, high=1, below_high=True),
-            "clip": Knob("float", low=1e-9), "max_source": Knob("int", low=16), "max_answer": Knob("int", low=3),
-            "decoder_layers": Knob("int", low=1), "frozen_layers": Knob("int", low=0),
-            "eval_share": Knob("float", low=1e-9, high=1, below_high=True)})
+        check_fields(self, {**multihead.RUN_RULES, "span_examples": Knob("int", low=1, nullable=True),
+                            "arithmetic_examples": Knob("int", low=1, nullable=True), "max_answer": Knob("int", low=3)})
 
     @property
     def label(self) -> str:

@@ -59,14 +59,9 @@ class ReaderSumConfig:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or "summ" not in self.tasks:
             raise ValueError(f"tasks must include 'summ' and come from {TASKS}, not {self.tasks!r}")
-        check_fields(self, {
-            "tasks": None, "encoder": Knob("str"), "seed": Knob("int", low=0),
-            "qa_examples": Knob("int", low=1, nullable=True), "summ_examples": Knob("int", low=1, nullable=True),
-            "epochs": Knob("float", low=1e-9), "batch_size": Knob("int", low=1), "lr": Knob("float", low=0),
-            "lr_new": Knob("float", low=0), "warmup": Knob("float", low=0, high=1, below_high=True),
-            "clip": Knob("float", low=1e-9), "max_source": Knob("int", low=16), "max_summary": Knob("int", low=3),
-            "decoder_layers": Knob("int", low=1), "copy": Knob("bool"), "output_vocab": Knob("int", low=1, nullable=True),
-            "frozen_layers": Knob("int", low=0), "eval_share": Knob("float", low=1e-9, high=1, below_high=True)})
+        check_fields(self, {**multihead.RUN_RULES, "qa_examples": Knob("int", low=1, nullable=True),
+                            "summ_examples": Knob("int", low=1, nullable=True), "max_summary": Knob("int", low=3),
+                            "copy": Knob("bool"), "output_vocab": Knob("int", low=1, nullable=True)})
 
     @property
     def label(self) -> str:
