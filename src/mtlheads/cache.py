@@ -217,8 +217,12 @@ def _jsonable(value: Any) -> Any:
 
 def run_key(what: str, config: Any, inputs: dict[str, str] | None = None, code: Iterable = ()) -> str:
     """The cache key of a result: hash of its name, config, input versions and code version."""
-    blob = json.dumps({"what": what, "config": _jsonable(config), "inputs": inputs or {},
-                       "code": code_version(code)}, sort_keys=True)
+    return _key(what, config, inputs, code_version(code))
+
+
+def _key(what: str, config: Any, inputs: dict[str, str] | None, version: str) -> str:
+    blob = json.dumps({"what": what, "config": _jsonable(config), "inputs": inputs or {}, "code": version},
+                      sort_keys=True)
     return f"{what}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
 
 
@@ -370,7 +374,7 @@ def cached(what: str, config: Any, compute: Callable[[], Any], inputs: dict[str,
     """Return the cached result for (what, config, inputs, code), computing and storing it if absent.
 
     ``code``: the modules that compute the result; their import closure is hashed."""
-    code = list(code)
-    key = run_key(what, config, inputs, code)
-    meta = {"what": what, "config": _jsonable(config), "inputs": inputs or {}, "code_version": code_version(code)}
+    version = code_version(code)
+    key = _key(what, config, inputs, version)
+    meta = {"what": what, "config": _jsonable(config), "inputs": inputs or {}, "code_version": version}
     return (cache or RunCache()).get_or_compute(key, compute, meta)

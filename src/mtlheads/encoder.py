@@ -27,7 +27,7 @@ from torch import nn
 from transformers import logging as transformers_logging
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
 
-from mtlheads import dropout
+from mtlheads import cache, dropout
 
 
 def _packaged_minilm() -> str:
@@ -54,8 +54,6 @@ def resolve_encoder(name: str) -> str:
 def fingerprint(name: str) -> str:
     """Version of an encoder's checkpoint, for run-cache keys: a hash of every file of a local
     checkpoint folder (named encoders are local folders), or ``hub:<id>`` for a hub id."""
-    from mtlheads import cache
-
     where = Path(resolve_encoder(name))
     if not where.is_dir():
         return f"hub:{name}"

@@ -100,6 +100,10 @@ class Source:
     def pins(self) -> dict[str, tuple[str, ...]]:
         return {path: digests for f in self.files for path, digests in f.pins().items()}
 
+    def entries(self) -> dict[str, SourceFile]:
+        """Relative path -> the registry entry that pins it."""
+        return {path: f for f in self.files for path in f.pins()}
+
     def url(self, f: SourceFile) -> str:
         if _is_pattern(f.path):
             return f"https://github.com/{self.repo}/archive/{f.commit}.tar.gz"
@@ -258,8 +262,8 @@ def _mirror_hint() -> str:
 def _missing_message(source: Source, f: SourceFile, reason: str, relative: str | None = None) -> str:
     return (
         f"{source.name}/{relative or f.path} is missing ({reason}). Upstream: {source.url(f)} "
-        f"(commit {f.commit}, licence {source.licence}). {_mirror_hint()[0].upper()}{_mirror_hint()[1:]}; "
-        f"it must hold {source.name}/{relative or f.path}."
+        f"(commit {f.commit}, licence {source.licence}); {_mirror_hint()}, which must hold "
+        f"{source.name}/{relative or f.path}."
     )
 
 
@@ -301,10 +305,6 @@ def _download(url: str, desc: str) -> bytes:
     return buf.getvalue()
 
 
-def _entry_of(source: Source, relative: str) -> SourceFile:
-    return next(f for f in source.files if relative in f.pins())
-
-
 def _problems(source: Source, folder: Path) -> dict[str, str]:
     """Relative path -> what is wrong with it, for every pinned file that is missing or changed."""
     problems = {}
@@ -325,9 +325,9 @@ def verify(name: str, root: Path | None = None) -> dict[str, str]:
     """
     source = get_source(name)
     folder = (root or data_dir()) / source.name
-    pins = source.pins()
+    pins, entries = source.pins(), source.entries()
     for relative, why in _problems(source, folder).items():
-        f = _entry_of(source, relative)
+        f = entries[relative]
         if why.startswith("not at"):
             raise MissingSourceError(_missing_message(source, f, why, relative))
         raise ChecksumError(_checksum_message(folder / relative, file_digest(folder / relative), pins[relative], source, f))
@@ -341,9 +341,9 @@ def verify(name: str, root: Path | None = None) -> dict[str, str]:
 
 
 def _from_mirror(source: Source, mirror: Path, relatives: list[str], target: Path) -> None:
-    pins = source.pins()
+    pins, entries = source.pins(), source.entries()
     for relative in tqdm(relatives, desc=f"copy {source.name}", leave=False, disable=len(relatives) < 50):
-        src, f = mirror / source.name / relative, _entry_of(source, relative)
+        src, f = mirror / source.name / relative, entries[relative]
         if not src.is_file():
             raise MissingSourceError(_missing_message(source, f, f"not in mirror {mirror}", relative))
         if (found := file_digest(src)) not in pins[relative]:
