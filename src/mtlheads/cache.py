@@ -270,11 +270,16 @@ class RunCache:
                 f"{CACHE_DIR_VARIABLE} to a writable folder") from err
 
     def load(self, key: str) -> Any:
-        """The stored result; ``ValueError`` saying what is wrong when the entry fails its check."""
+        """The stored result; ``ValueError`` saying what is wrong when the entry fails its check, and
+        ``FileNotFoundError`` when there is no entry (or it was moved away while being read)."""
         folder = self.path(key)
         try:
             meta = json.loads((folder / META).read_text())
             data = (folder / RESULT).read_bytes()
+        except FileNotFoundError:
+            if not folder.exists():
+                raise
+            raise ValueError(f"{folder} lacks {META} or {RESULT}") from None
         except (OSError, ValueError) as err:
             raise ValueError(f"unreadable ({type(err).__name__}: {err})") from err
         found = hashlib.sha256(data).hexdigest()
@@ -284,13 +289,6 @@ class RunCache:
             return pickle.loads(data)
         except Exception as err:  # noqa: BLE001 - any unpickling failure means the entry is unusable
             raise ValueError(f"{RESULT} does not unpickle ({type(err).__name__}: {err})") from err
-
-    def _valid(self, key: str) -> bool:
-        try:
-            self.load(key)
-            return True
-        except ValueError:
-            return False
 
     def set_aside(self, folder: Path, why: str) -> Path:
         """Move a corrupt entry to ``<cache>/.corrupt/`` (kept for inspection) and warn with its path."""
@@ -344,11 +342,13 @@ class RunCache:
             except OSError as err:
                 if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
-            if not final.exists():  # gone again meanwhile: try once more
+            try:
+                self.load(key)
+                return  # a concurrent run finished first: its entry is equally valid
+            except FileNotFoundError:  # gone again meanwhile: try once more
                 continue
-            if self._valid(key):  # a concurrent run finished first: its entry is equally valid
-                return
-            self.set_aside(final, "replaced by a fresh result")
+            except ValueError as err:
+                self.set_aside(final, f"{err}; replaced by a fresh result")
         raise OSError(f"could not publish run-cache entry {final}: other processes keep replacing it")
 
     def get_or_compute(self, key: str, compute: Callable[[], Any], meta: dict | None = None) -> Any:
@@ -361,6 +361,8 @@ class RunCache:
         if present:
             try:
                 return self.load(key)
+            except FileNotFoundError:  # moved away meanwhile (set aside by another process)
+                pass
             except ValueError as err:
                 self.set_aside(folder, str(err))
         self.check_writable()  # before the work, not after
