@@ -232,6 +232,11 @@ def set_modes(path: Path) -> None:
         os.chmod(p, DIR_MODE if p.is_dir() else FILE_MODE)
 
 
+def _read_at(directory: int, name: str) -> bytes:
+    with os.fdopen(os.open(name, os.O_RDONLY, dir_fd=directory), "rb") as fh:
+        return fh.read()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -274,14 +279,18 @@ class RunCache:
         ``FileNotFoundError`` when there is no entry (or it was moved away while being read)."""
         folder = self.path(key)
         try:
-            meta = json.loads((folder / META).read_text())
-            data = (folder / RESULT).read_bytes()
+            directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except NotADirectoryError:
+            raise ValueError(f"{folder} is a file, not an entry folder") from None  # FileNotFoundError: no entry
+        try:  # both files through one open folder: consistent even if it is renamed meanwhile
+            meta = json.loads(_read_at(directory, META))
+            data = _read_at(directory, RESULT)
         except FileNotFoundError:
-            if not folder.exists():
-                raise
             raise ValueError(f"{folder} lacks {META} or {RESULT}") from None
         except (OSError, ValueError) as err:
             raise ValueError(f"unreadable ({type(err).__name__}: {err})") from err
+        finally:
+            os.close(directory)
         found = hashlib.sha256(data).hexdigest()
         if meta.get("checksum") != found:
             raise ValueError(f"{RESULT} has SHA-256 {found[:16]}..., its {META} says {str(meta.get('checksum'))[:16]}...")
