@@ -12,7 +12,8 @@ the masks as it fixes torch's own.
 ``install(model)`` puts this dropout into a model: its ``nn.Dropout`` modules, and the dropout
 on a transformers BERT's attention probabilities (an attention function registered under
 ``ATTENTION``: transformers' eager attention with this dropout, and eager's mask).
-``install(model, fast=False)`` puts torch's back (the benchmark's baseline).
+``install(model, fast=False)`` puts torch's back (the benchmark's baseline). On a GPU ``drop``
+is torch's dropout: there it is fast, and a mask drawn on the host would have to be copied over.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def drop(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Dropout of ``x``: each element zeroed with probability ``drop_probability(p)``, the rest scaled."""
     if not training or p == 0.0:
         return x
+    if x.device.type != "cpu":  # the mask is drawn on the host: elsewhere torch's own is fast
+        return torch.nn.functional.dropout(x, p, training=True)
     if drop_probability(p) == 1.0:
         return x * 0.0
     return x * keep_mask(x.shape, p, x.dtype)
@@ -75,8 +78,16 @@ def eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, v
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
+def always_eager_mask(*args, **kwargs) -> torch.Tensor:
+    """transformers' eager mask, built even for a batch without padding: deciding to skip it reads
+    the padding mask back to the host (``padding_mask.all()``), which on a GPU stalls every step.
+    Adding the all-zero mask changes no score."""
+    kwargs["allow_is_bidirectional_skip"] = False
+    return eager_mask(*args, **kwargs)
+
+
 AttentionInterface.register(ATTENTION, eager_attention)
-AttentionMaskInterface.register(ATTENTION, eager_mask)
+AttentionMaskInterface.register(ATTENTION, always_eager_mask)
 
 
 def install(model: nn.Module, fast: bool = True) -> nn.Module:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,8 +137,9 @@ class Encoder(nn.Module):
         self._ctx: list[torch.Tensor | None] = [None] * self.num_layers
         layers = self._layers()
         for i, layer in enumerate(layers):
-            layer.attention.self.register_forward_hook(self._attention_hook(i))
-            layer.attention.output.dense.register_forward_pre_hook(self._context_hook(i))
+            # partials of bound methods, so that a deep copy of the encoder hooks into the copy
+            layer.attention.self.register_forward_hook(partial(self._on_attention, i))
+            layer.attention.output.dense.register_forward_pre_hook(partial(self._on_context, i))
 
     def _layers(self):
         try:
@@ -145,24 +147,20 @@ class Encoder(nn.Module):
         except AttributeError as err:
             raise ValueError(f"{type(self.model).__name__} has no encoder.layer: only BERT-style encoders are supported") from err
 
-    def _attention_hook(self, i: int):
-        def hook(module, args, output):
-            if self._capture:
-                self._attn[i] = output[1]
-        return hook
+    def _on_attention(self, i: int, module, args, output):
+        if self._capture:
+            self._attn[i] = output[1]
 
-    def _context_hook(self, i: int):
-        def hook(module, args):
-            (context,) = args  # (batch, subwords, heads * head_dim)
-            gates = self.head_gates
-            if gates is not None:
-                g = gates[i] if gates.dim() == 2 else gates[:, i]  # (heads,) or (batch, heads)
-                g = g.to(context.dtype).view(-1, 1, self.num_heads, 1)
-                context = (context.view(*context.shape[:-1], self.num_heads, self.head_dim) * g).flatten(-2)
-            if self._capture:
-                self._ctx[i] = context
-            return (context,) if gates is not None else None
-        return hook
+    def _on_context(self, i: int, module, args):
+        (context,) = args  # (batch, subwords, heads * head_dim)
+        gates = self.head_gates
+        if gates is not None:
+            g = gates[i] if gates.dim() == 2 else gates[:, i]  # (heads,) or (batch, heads)
+            g = g.to(context.dtype).view(-1, 1, self.num_heads, 1)
+            context = (context.view(*context.shape[:-1], self.num_heads, self.head_dim) * g).flatten(-2)
+        if self._capture:
+            self._ctx[i] = context
+        return (context,) if gates is not None else None
 
     def tokenize(self, sentences: list[list[str]]) -> WordBatch:
         """Subword-tokenize pre-split sentences and build the word pooling maps."""
@@ -182,7 +180,14 @@ class Encoder(nn.Module):
         return WordBatch(enc["input_ids"], enc["attention_mask"], mean_pool, sum_pool, word_mask,
                          [len(s) for s in sentences])
 
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
     def forward(self, batch: WordBatch, capture: bool = False) -> EncoderOutput:
+        """Word-level states of a batch (moved to the encoder's device if it is not there)."""
+        if batch.input_ids.device != self.device:
+            batch = batch.to(self.device)
         self._capture = capture
         try:
             with fused_attention(self.model, when=not capture):

@@ -9,7 +9,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import pandas as pd
 
-from mtlheads import cache, probes
+from mtlheads import cache, devices, probes
 from mtlheads.data import ewt5
 from mtlheads.data.ewt5 import TASKS
 from mtlheads.encoder import fingerprint, load_encoder
@@ -19,7 +19,7 @@ from mtlheads.train import TrainConfig, TrainResult, corpus_split, load_model, t
 
 # A profile's training knobs: the scale, and the two recipe changes short runs need.
 RUN_KNOBS = ("train_sentences", "dev_sentences", "test_sentences", "epochs", "evaluations", "patience",
-             "batch_size", "freeze_word_embeddings", "srl_unary_loss")
+             "batch_size", "freeze_word_embeddings", "srl_unary_loss", "device", "bf16")
 
 
 def stl_mtl_seeds(knobs: dict) -> list[int]:
@@ -240,12 +240,12 @@ def probe_cached(config: TrainConfig | None, knobs: dict, corpus=None, progress:
     """Every probe of one encoder (``None``: the pretrained one) on the test sentences, with
     centroids also fit on the first ``probe_fit_sentences`` training sentences; cached."""
     corpus = corpus if corpus is not None else ewt5.load()
-    what = {"model": asdict(config) if config is not None else {PRETRAINED: knobs["encoder"]},
+    what = {"model": asdict(config) if config is not None else {PRETRAINED: knobs["encoder"], "device": knobs["device"]},
             "test_sentences": knobs["probe_test_sentences"], "fit_sentences": knobs["probe_fit_sentences"]}
 
     def compute():
         if config is None:
-            encoder = load_encoder(knobs["encoder"])
+            encoder = load_encoder(knobs["encoder"]).to(devices.resolve(knobs["device"]))
         else:
             encoder = load_model(train_cached(config, corpus, progress), corpus).encoder
         name = config.label if config is not None else PRETRAINED

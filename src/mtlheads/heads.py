@@ -314,10 +314,10 @@ class SpanQAHead(nn.Module):
         start, end = self(states, context_mask)
         n = start.shape[1]
         pair = start[:, :, None] + end[:, None, :]  # (batch, start, end)
-        allowed = torch.ones(n, n, dtype=torch.bool).triu().tril(self.max_answer - 1)
+        allowed = torch.ones(n, n, dtype=torch.bool, device=pair.device).triu().tril(self.max_answer - 1)
         pair = pair.masked_fill(~allowed, -torch.inf)
-        best = pair.flatten(1).argmax(-1)
-        return [(int(b) // n, int(b) % n) for b in best]
+        best = pair.flatten(1).argmax(-1).tolist()  # one read back for the batch
+        return [(b // n, b % n) for b in best]
 
 
 class BIOTaggingHead(nn.Module):
@@ -340,13 +340,16 @@ class BIOTaggingHead(nn.Module):
         """Tag log-probabilities (batch, tokens, 3)."""
         return self.proj(states).log_softmax(-1)
 
-    def loss(self, states: torch.Tensor, tag_mask: torch.Tensor, answers: list[list[list[tuple[int, int]]]]) -> torch.Tensor:
+    def loss(self, states: torch.Tensor, tag_mask: torch.Tensor | None = None,
+             answers: list[list[list[tuple[int, int]]]] | None = None, plans: list | None = None) -> torch.Tensor:
         """Mean negative marginal log-likelihood over the batch. ``tag_mask`` (batch, tokens) marks
         the taggable tokens; ``answers[b]`` lists, per gold answer, its occurrences as inclusive
-        (start, end) token positions."""
+        (start, end) token positions. ``plans`` (one ``tagging_plan`` per input, made on the host
+        when the batch is built) replace the two, so the loss reads nothing back from the device."""
         logp = self(states)
-        return -torch.stack([marginal_log_likelihood(logp[b], tag_mask[b], answers[b])
-                             for b in range(len(answers))]).mean()
+        if plans is None:
+            plans = [tagging_plan(row, answer) for row, answer in zip(tag_mask.tolist(), answers)]
+        return -torch.stack([planned_log_likelihood(logp[b], *plan) for b, plan in enumerate(plans)]).mean()
 
     @torch.no_grad()
     def decode(self, states: torch.Tensor, tag_mask: torch.Tensor) -> list[list[tuple[int, int]]]:
@@ -366,23 +369,30 @@ class BIOTaggingHead(nn.Module):
         return out
 
 
-def marginal_log_likelihood(logp: torch.Tensor, tag_mask: torch.Tensor,
-                            answers: list[list[tuple[int, int]]]) -> torch.Tensor:
-    """log P(a tagging consistent with ``answers``) for one input, ``logp`` (tokens, 3) (see
-    ``BIOTaggingHead``). Occurrences that overlap an earlier one are dropped. With no answers it
-    is the log-probability of all O."""
-    O, B, I = BIOTaggingHead.O, BIOTaggingHead.B, BIOTaggingHead.I
-    covered = torch.zeros_like(tag_mask, dtype=torch.bool)
+def tagging_plan(tag_mask: list[bool], answers: list[list[tuple[int, int]]]) -> tuple[torch.Tensor, list]:
+    """What ``marginal_log_likelihood`` needs besides the tag scores, from host values: the
+    positions that must be O (taggable and in no kept occurrence), as a long tensor, and the kept
+    occurrences per answer. Occurrences that overlap an earlier one, or reach an untaggable token,
+    are dropped; an answer left with none is dropped."""
+    covered = [False] * len(tag_mask)
     kept = []
     for occurrences in answers:
         mine = []
         for start, end in occurrences:
-            if not covered[start:end + 1].any() and tag_mask[start:end + 1].all():
-                covered[start:end + 1] = True
+            if not any(covered[start:end + 1]) and all(tag_mask[start:end + 1]):
+                covered[start:end + 1] = [True] * (end + 1 - start)
                 mine.append((start, end))
         if mine:
             kept.append(mine)
-    total = logp[tag_mask.bool() & ~covered, O].sum()
+    free = [i for i, (m, c) in enumerate(zip(tag_mask, covered)) if m and not c]
+    return torch.tensor(free, dtype=torch.long), kept
+
+
+def planned_log_likelihood(logp: torch.Tensor, free: torch.Tensor, kept: list[list[tuple[int, int]]]) -> torch.Tensor:
+    """log P(a tagging consistent with the answers) for one input, ``logp`` (tokens, 3), from a
+    ``tagging_plan`` (``free`` may be on the host or on ``logp``'s device)."""
+    O, B, I = BIOTaggingHead.O, BIOTaggingHead.B, BIOTaggingHead.I
+    total = logp[:, O][free.to(logp.device)].sum()
     for occurrences in kept:
         tagged = torch.stack([logp[s, B] + logp[s + 1:e + 1, I].sum() for s, e in occurrences])
         untagged = torch.stack([logp[s:e + 1, O].sum() for s, e in occurrences])
@@ -392,3 +402,12 @@ def marginal_log_likelihood(logp: torch.Tensor, tag_mask: torch.Tensor,
         after = either.flip(0).cumsum(0).flip(0) - either
         total = total + torch.logsumexp(tagged + before + after, 0)
     return total
+
+
+def marginal_log_likelihood(logp: torch.Tensor, tag_mask: torch.Tensor,
+                            answers: list[list[tuple[int, int]]]) -> torch.Tensor:
+    """log P(a tagging consistent with ``answers``) for one input, ``logp`` (tokens, 3) (see
+    ``BIOTaggingHead``): every taggable token outside the kept occurrences is O, each occurrence
+    is tagged B I... or left O, at least one of each answer tagged (``tagging_plan`` says which
+    occurrences are kept). With no answers it is the log-probability of all O."""
+    return planned_log_likelihood(logp, *tagging_plan(tag_mask.bool().tolist(), answers))

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from mtlheads import devices
 from mtlheads.checks import Knob
 
 # The fields every multi-head run's config shares (chapters 6 and 7), with their valid values.
@@ -26,8 +27,15 @@ RUN_RULES = {
     "batch_size": Knob("int", low=1), "lr": Knob("float", low=0), "lr_new": Knob("float", low=0),
     "warmup": Knob("float", low=0, high=1, below_high=True), "clip": Knob("float", low=1e-9),
     "max_source": Knob("int", low=16), "decoder_layers": Knob("int", low=1), "frozen_layers": Knob("int", low=0),
-    "eval_share": Knob("float", low=1e-9, high=1, below_high=True),
+    "eval_share": Knob("float", low=1e-9, high=1, below_high=True), "device": None, "bf16": Knob("bool"),
 }
+
+
+def settle_device(config) -> None:
+    """For a config's ``__post_init__``: its ``device`` resolved (``devices.canonical``) and ``bf16``
+    kept only where autocast applies (CUDA), so the stored config says how the run ran."""
+    object.__setattr__(config, "device", devices.canonical(config.device))
+    object.__setattr__(config, "bf16", devices.uses_bf16(config.device, config.bf16))
 
 
 def freeze_bottom(encoder_model, layers: int) -> None:
@@ -52,10 +60,12 @@ def batches(items: list, size: int):
 
 def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: list[nn.Parameter], *, epochs: float,
         batch_size: int, lr: float, lr_new: float, warmup: float, clip: float, seed: int, desc: str,
-        progress: bool = True) -> dict:
+        progress: bool = True, bf16: bool = False) -> dict:
     """Train ``model`` in place on shuffled batches of ``examples``; ``new`` parameters get
-    ``lr_new``, the other trainable ones ``lr``. Returns ``steps``, ``train_seconds`` and
-    ``losses`` (per step, the float loss of each head)."""
+    ``lr_new``, the other trainable ones ``lr``. Batches are collated on the host and moved to the
+    model's device; with ``bf16`` on CUDA the forward pass runs under bfloat16 autocast. Returns
+    ``steps``, ``train_seconds`` and ``losses`` (per step, the float loss of each head, read back
+    once at the end)."""
     rng = random.Random(seed)
     total = max(1, round(epochs * -(-len(examples) // batch_size)))
     new_ids = {id(p) for p in new}
@@ -64,27 +74,32 @@ def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: 
     warm = max(1, int(warmup * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+    device = devices.module_device(model)
     model.train()
     losses = []
     order: list[int] = []
     start = time.perf_counter()
     bar = tqdm(range(1, total + 1), desc=desc, disable=not progress)
-    for _ in bar:
+    for step in bar:
         if not order:
             order = list(range(len(examples)))
             rng.shuffle(order)
         chosen, order = order[:batch_size], order[batch_size:]
-        parts = model.losses(collate([examples[i] for i in chosen]))
+        batch = devices.move(collate([examples[i] for i in chosen]), device)
+        with devices.autocast(device, bf16):
+            parts = {t: v.float() for t, v in model.losses(batch).items()}
         optimizer.zero_grad(set_to_none=True)
         sum(parts.values()).backward()
         nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         schedule.step()
-        values = {t: float(v.detach()) for t, v in parts.items()}
-        losses.append(values)
-        bar.set_postfix({t: f"{v:.2f}" for t, v in values.items()})
+        losses.append({t: v.detach() for t, v in parts.items()})
+        if progress and (step % 10 == 0 or step == total):  # a read back, so not every step
+            bar.set_postfix({t: f"{float(v):.2f}" for t, v in losses[-1].items()})
+    devices.synchronize(device)
+    seconds = time.perf_counter() - start
     model.eval()
-    return {"steps": total, "train_seconds": time.perf_counter() - start, "losses": losses}
+    return {"steps": total, "train_seconds": seconds, "losses": [{t: float(v) for t, v in d.items()} for d in losses]}
 
 
 @dataclass
@@ -105,13 +120,13 @@ def train_run(model: nn.Module, config, examples: list, collate: Callable[[list]
     ``lr_new``, ``warmup``, ``clip``, ``seed``, ``label``); the trained weights in a ``RunResult``."""
     run = fit(model, examples, collate, new, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
               lr_new=config.lr_new, warmup=config.warmup, clip=config.clip, seed=config.seed, desc=config.label,
-              progress=progress)
+              progress=progress, bf16=config.bf16)
     return RunResult(config, run["steps"], run["train_seconds"], examples_per_task, run["losses"],
-                     {k: v.detach().clone() for k, v in model.state_dict().items()})
+                     devices.to_host(model.state_dict()))
 
 
 def restored(model: nn.Module, result: RunResult) -> nn.Module:
-    """``model`` (built from ``result.config``) with the trained weights, in eval mode."""
+    """``model`` (built from ``result.config``, on its device) with the trained weights, in eval mode."""
     model.load_state_dict(result.state_dict)
     model.eval()
     return model

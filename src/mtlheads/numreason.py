@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, dropout, metrics, multihead
+from mtlheads import cache, devices, dropout, metrics, multihead
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import numeric, sources, squad
 from mtlheads.encoder import fingerprint, fused_attention, load_encoder
-from mtlheads.heads import BIOTaggingHead, GenerativeHead
+from mtlheads.heads import BIOTaggingHead, GenerativeHead, tagging_plan
 
 TASKS = ("span", "arithmetic")
 TYPES = ("span", "generation")  # what the type head chooses between
@@ -60,12 +60,15 @@ class NumReasonConfig:
     decoder_layers: int = 2
     frozen_layers: int = 0  # the embeddings and this many bottom encoder layers are not trained
     eval_share: float = 0.3  # SQuAD articles held out for evaluation
+    device: str = "auto"  # 'auto', 'cpu', 'cuda' or 'cuda:N' (mtlheads.devices)
+    bf16: bool = True  # bfloat16 autocast on CUDA
 
     def __post_init__(self):
         if "span" not in self.tasks or any(t not in TASKS for t in self.tasks):
             raise ValueError(f"tasks must include 'span' and come from {TASKS}, not {self.tasks!r}")
         check_fields(self, {**multihead.RUN_RULES, "span_examples": Knob("int", low=1, nullable=True),
                             "arithmetic_examples": Knob("int", low=1, nullable=True), "max_answer": Knob("int", low=3)})
+        multihead.settle_device(self)
 
     @property
     def label(self) -> str:
@@ -101,21 +104,23 @@ class NumReason(nn.Module):
         return out
 
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
+        """Subword states (batch, subwords, hidden), the inputs moved to the model's device."""
+        device = self.encoder.device
         with fused_attention(self.encoder):  # evaluation passes only
-            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return self.encoder(input_ids=input_ids.to(device),
+                                attention_mask=attention_mask.to(device)).last_hidden_state
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """One encoder pass; span rows train the span head, generation rows the generative head,
-        all rows the type head."""
+        all rows the type head. The rows and the span head's tagging plans come from ``collate``,
+        made on the host."""
         states = self.encode(batch["input_ids"], batch["attention_mask"])
         out = {}
-        span_rows = (batch["types"] == 0).nonzero().squeeze(-1).tolist()
-        if span_rows:
-            out["span"] = self.spans.loss(states[span_rows], batch["tag_mask"][span_rows],
-                                          [batch["answers"][i] for i in span_rows])
+        span_rows, rows = batch["span_rows"], batch["generation_rows"]
+        if batch["plans"]:
+            out["span"] = self.spans.loss(states[span_rows], plans=batch["plans"])
         if self.generative is not None:
-            rows = (batch["types"] == 1).nonzero().squeeze(-1)
-            if len(rows):
+            if batch["generation_count"]:
                 out["generation"] = self.generative.loss(batch["targets"][rows], states[rows],
                                                          batch["attention_mask"][rows], self.tokenizer.pad_token_id)
             out["type"] = F.cross_entropy(self.type_head(states[:, 0]), batch["types"])
@@ -185,6 +190,14 @@ def collate(examples: list[dict], pad_id: int) -> dict:
         batch["tag_mask"][i, :length] = torch.tensor(e["tag_mask"])
         if e["type"] == 1:
             batch["targets"][i, :len(e["target"])] = torch.tensor(e["target"])
+    # which rows train which head, and the span head's plans: host values, so a step reads none back
+    span_rows = [i for i, e in enumerate(examples) if e["type"] == 0]
+    generation_rows = [i for i, e in enumerate(examples) if e["type"] == 1]
+    batch["span_rows"] = torch.tensor(span_rows, dtype=torch.long)
+    batch["generation_rows"] = torch.tensor(generation_rows, dtype=torch.long)
+    batch["generation_count"] = len(generation_rows)
+    tag_masks = batch["tag_mask"].tolist()
+    batch["plans"] = [tagging_plan(tag_masks[i], examples[i]["answers"]) for i in span_rows]
     return batch
 
 
@@ -232,7 +245,8 @@ def training_examples(config: NumReasonConfig, tokenizer) -> list[dict]:
 
 def build(config: NumReasonConfig, encoder=None) -> NumReason:
     torch.manual_seed(config.seed)
-    return NumReason(encoder if encoder is not None else load_encoder(config.encoder), config)
+    model = NumReason(encoder if encoder is not None else load_encoder(config.encoder), config)
+    return model.to(devices.resolve(config.device))
 
 
 def train(config: NumReasonConfig, progress: bool = True, encoder=None) -> multihead.RunResult:
@@ -249,7 +263,8 @@ def profile_configs(knobs: dict) -> list[NumReasonConfig]:
                             arithmetic_examples=knobs["numreason_arithmetic_examples"],
                             epochs=knobs["numreason_epochs"], batch_size=knobs["numreason_batch_size"],
                             max_source=knobs["numreason_max_source"], frozen_layers=knobs["numreason_frozen_layers"],
-                            lr=knobs["numreason_lr"], lr_new=knobs["numreason_lr_new"])
+                            lr=knobs["numreason_lr"], lr_new=knobs["numreason_lr_new"], device=knobs["device"],
+                            bf16=knobs["bf16"])
             for seed in knobs["seeds"] for tasks in (TASKS, ("span",))]
 
 
@@ -297,14 +312,14 @@ def predict(model: NumReason, items: list[dict], max_source: int, batch_size: in
         enc = tok([items[i]["question"] for i in chunk], [items[i]["context"] for i in chunk], truncation="only_second",
                   max_length=max_source, padding=True, return_offsets_mapping=True, return_tensors="pt")
         parts = [enc.sequence_ids(r) for r in range(len(chunk))]
-        tag_mask = torch.tensor([[p is not None for p in row] for row in parts])
         states = model.encode(enc["input_ids"], enc["attention_mask"])
+        tag_mask = torch.tensor([[p is not None for p in row] for row in parts], device=states.device)
         spans = model.spans.decode(states, tag_mask)
         tagged = (1 - model.spans(states)[..., BIOTaggingHead.O].exp()).tolist()  # P(B or I) per token
         generated, p_generation = [None] * len(chunk), [0.0] * len(chunk)
         if model.generative is not None:
-            ids = model.generative.generate(states, enc["attention_mask"].bool(), tok.cls_token_id, tok.sep_token_id,
-                                            max_new=model.generative.max_length - 1)
+            ids = model.generative.generate(states, enc["attention_mask"].bool().to(states.device), tok.cls_token_id,
+                                            tok.sep_token_id, max_new=model.generative.max_length - 1)
             generated = ["".join(tok.convert_ids_to_tokens(row)) for row in ids]
             p_generation = model.type_head(states[:, 0]).softmax(-1)[:, 1].tolist()
         for r, i in enumerate(chunk):

@@ -149,8 +149,8 @@ def read_heads(encoder: Encoder, sentences: list[dict], tasks=TASKS, batch_size:
     for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
         ids = order[start:start + batch_size]
         out = encoder.encode([sentences[i]["tokens"] for i in ids], capture=True)
-        most = most_attended(out.attentions)
-        summed = prefix_sums(out.contexts) if vectors else None
+        most = most_attended(out.attentions).cpu()  # the items are gathered on the host
+        summed = prefix_sums(out.contexts.float()).cpu() if vectors else None
         row_of = {int(s): r for r, s in enumerate(ids)}
         for t in tasks:
             idx = np.concatenate([grouped[t][i] for i in ids])

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from mtlheads import devices
 from mtlheads.checks import Knob, check
 
 PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
@@ -27,6 +28,8 @@ _SIZE = Knob("int", low=1)
 KNOBS: dict[str, Knob] = {
     "profile": Knob("str"),
     "encoder": Knob("str"),
+    "device": Knob("str"),  # 'auto', 'cpu', 'cuda' or 'cuda:N': checked and resolved by devices.canonical
+    "bf16": Knob("bool"),  # bfloat16 autocast on CUDA (never on the CPU)
     "tokenizer_sentences": _COUNT,
     "seeds": Knob("ints", low=0),
     "stl_mtl_seeds": Knob("ints", low=0, nullable=True),
@@ -116,6 +119,7 @@ def load(profile: str, **overrides: Any) -> dict[str, Any]:
         if name in _MERGED and isinstance(value, dict):
             value = {**knobs[name], **value}
         knobs[name] = check(name, value, KNOBS[name])
+    knobs["device"] = devices.canonical(knobs["device"])
     knobs["profile"] = profile
     return knobs
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, dropout, metrics, multihead
+from mtlheads import cache, devices, dropout, metrics, multihead
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import scitldr, sources, squad
 from mtlheads.encoder import fingerprint, fused_attention, load_encoder
@@ -54,6 +54,8 @@ class ReaderSumConfig:
     output_vocab: int | None = 2000  # generate only the most frequent summary tokens (None: all); copy the rest
     frozen_layers: int = 0  # the embeddings and this many bottom encoder layers are not trained
     eval_share: float = 0.3  # SQuAD articles held out for evaluation
+    device: str = "auto"  # 'auto', 'cpu', 'cuda' or 'cuda:N' (mtlheads.devices)
+    bf16: bool = True  # bfloat16 autocast on CUDA
 
     def __post_init__(self):
         unknown = [t for t in self.tasks if t not in TASKS]
@@ -62,6 +64,7 @@ class ReaderSumConfig:
         check_fields(self, {**multihead.RUN_RULES, "qa_examples": Knob("int", low=1, nullable=True),
                             "summ_examples": Knob("int", low=1, nullable=True), "max_summary": Knob("int", low=3),
                             "copy": Knob("bool"), "output_vocab": Knob("int", low=1, nullable=True)})
+        multihead.settle_device(self)
 
     @property
     def label(self) -> str:
@@ -81,19 +84,22 @@ class ReaderSum(nn.Module):
         dropout.install(self)
 
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
+        """Subword states (batch, subwords, hidden), the inputs moved to the model's device."""
+        device = self.encoder.device
         with fused_attention(self.encoder):  # evaluation passes only
-            return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return self.encoder(input_ids=input_ids.to(device),
+                                attention_mask=attention_mask.to(device)).last_hidden_state
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One encoder pass over a mixed batch; each task's loss over its own rows only."""
+        """One encoder pass over a mixed batch; each task's loss over its own rows only (the rows
+        come from ``collate``, made on the host)."""
         states = self.encode(batch["input_ids"], batch["attention_mask"])
         out = {}
-        qa_rows = batch["is_qa"].nonzero().squeeze(-1)
-        if len(qa_rows):
+        qa_rows, summ_rows = batch["qa_rows"], batch["summ_rows"]
+        if batch["qa_count"]:
             out["qa"] = self.qa.loss(states[qa_rows], batch["context_mask"][qa_rows], batch["starts"][qa_rows],
                                      batch["ends"][qa_rows])
-        summ_rows = (~batch["is_qa"]).nonzero().squeeze(-1)
-        if len(summ_rows):
+        if batch["summ_count"]:
             out["summ"] = self.summarizer.loss(batch["targets"][summ_rows], states[summ_rows],
                                                batch["attention_mask"][summ_rows], self.tokenizer.pad_token_id,
                                                source=batch["input_ids"][summ_rows])
@@ -148,8 +154,7 @@ def collate(examples: list[dict], pad_id: int) -> dict:
     target_width = max([len(e["target"]) for e in examples if e["task"] == "summ"], default=2)
     batch = {"input_ids": torch.full((n, width), pad_id), "attention_mask": torch.zeros(n, width, dtype=torch.bool),
              "context_mask": torch.zeros(n, width, dtype=torch.bool), "starts": torch.zeros(n, dtype=torch.long),
-             "ends": torch.zeros(n, dtype=torch.long), "targets": torch.full((n, target_width), pad_id),
-             "is_qa": torch.tensor([e["task"] == "qa" for e in examples])}
+             "ends": torch.zeros(n, dtype=torch.long), "targets": torch.full((n, target_width), pad_id)}
     for i, e in enumerate(examples):
         ids = torch.tensor(e["input_ids"])
         batch["input_ids"][i, :len(ids)] = ids
@@ -159,6 +164,10 @@ def collate(examples: list[dict], pad_id: int) -> dict:
             batch["starts"][i], batch["ends"][i] = e["start"], e["end"]
         else:
             batch["targets"][i, :len(e["target"])] = torch.tensor(e["target"])
+    qa_rows = [i for i, e in enumerate(examples) if e["task"] == "qa"]
+    summ_rows = [i for i, e in enumerate(examples) if e["task"] != "qa"]
+    batch.update(qa_rows=torch.tensor(qa_rows, dtype=torch.long), summ_rows=torch.tensor(summ_rows, dtype=torch.long),
+                 qa_count=len(qa_rows), summ_count=len(summ_rows))
     return batch
 
 
@@ -186,7 +195,8 @@ def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
 
 def build(config: ReaderSumConfig, encoder=None) -> ReaderSum:
     torch.manual_seed(config.seed)
-    return ReaderSum(encoder if encoder is not None else load_encoder(config.encoder), config)
+    model = ReaderSum(encoder if encoder is not None else load_encoder(config.encoder), config)
+    return model.to(devices.resolve(config.device))
 
 
 def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> multihead.RunResult:
@@ -202,7 +212,8 @@ def profile_configs(knobs: dict) -> list[ReaderSumConfig]:
     return [ReaderSumConfig(tasks=tasks, encoder=knobs["encoder"], seed=seed, qa_examples=knobs["readersum_qa_examples"],
                             summ_examples=knobs["readersum_summ_examples"], epochs=knobs["readersum_epochs"],
                             batch_size=knobs["readersum_batch_size"], max_source=knobs["readersum_max_source"],
-                            frozen_layers=knobs["readersum_frozen_layers"], lr=knobs["readersum_lr"])
+                            frozen_layers=knobs["readersum_frozen_layers"], lr=knobs["readersum_lr"],
+                            device=knobs["device"], bf16=knobs["bf16"])
             for seed in knobs["seeds"] for tasks in (TASKS, ("summ",))]
 
 
@@ -240,9 +251,9 @@ def summarize(model: ReaderSum, inputs: list[tuple[str, str | None]], max_source
             enc = tok(firsts, [inputs[i][1] for i in chunk], truncation="only_second", max_length=max_source,
                       padding=True, return_tensors="pt")
         states = model.encode(enc["input_ids"], enc["attention_mask"])
-        ids = model.summarizer.generate(states, enc["attention_mask"].bool(), tok.cls_token_id, tok.sep_token_id,
-                                        max_new=max_new, beams=beams, source=enc["input_ids"],
-                                        no_repeat=no_repeat)
+        ids = model.summarizer.generate(states, enc["attention_mask"].bool().to(states.device), tok.cls_token_id,
+                                        tok.sep_token_id, max_new=max_new, beams=beams,
+                                        source=enc["input_ids"].to(states.device), no_repeat=no_repeat)
         for i, text in zip(chunk, tok.batch_decode(ids, skip_special_tokens=True)):
             out[i] = text
     return out
@@ -257,8 +268,9 @@ def answer(model: ReaderSum, questions: list[dict], max_source: int, batch_size:
     for chunk in tqdm(list(multihead.batches(questions, batch_size)), desc="answers", disable=not progress, leave=False):
         enc = tok([q["question"] for q in chunk], [q["context"] for q in chunk], truncation="only_second",
                   max_length=max_source, padding=True, return_offsets_mapping=True, return_tensors="pt")
-        context_mask = torch.tensor([[s == 1 for s in enc.sequence_ids(i)] for i in range(len(chunk))])
         states = model.encode(enc["input_ids"], enc["attention_mask"])
+        context_mask = torch.tensor([[s == 1 for s in enc.sequence_ids(i)] for i in range(len(chunk))],
+                                    device=states.device)
         for i, (s, e) in enumerate(model.qa.decode(states, context_mask)):
             offsets = enc["offset_mapping"][i]
             out.append(chunk[i]["context"][int(offsets[s][0]):int(offsets[e][1])])

@@ -14,7 +14,6 @@ serve all of them; the step's loss is the sum of the tasks' losses with the same
 
 from __future__ import annotations
 
-import copy
 import multiprocessing
 import os
 import queue as queue_module
@@ -34,7 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, dropout, encoder as encoder_module
+from mtlheads import cache, devices, dropout, encoder as encoder_module
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import ewt5
 from mtlheads.encoder import Encoder, WordBatch, load_encoder
@@ -68,10 +67,14 @@ class TrainConfig:
     train_sentences: int | None = None  # None: all
     dev_sentences: int | None = None
     test_sentences: int | None = None
+    device: str = "auto"  # 'auto', 'cpu', 'cuda' or 'cuda:N'; stored resolved (mtlheads.devices)
+    bf16: bool = True  # bfloat16 autocast on CUDA; never on the CPU (stored False there)
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(check_tasks(self.tasks)))
         check_fields(self, TRAIN_RULES)
+        object.__setattr__(self, "device", devices.canonical(self.device))
+        object.__setattr__(self, "bf16", devices.uses_bf16(self.device, self.bf16))
 
     @property
     def label(self) -> str:
@@ -92,7 +95,7 @@ TRAIN_RULES = {
     "sampling_temperature": Knob("float", low=0), "loss_window": Knob("int", low=1), "evaluations": Knob("int", low=1),
     "patience": Knob("int", low=1, nullable=True), "gate_lambda": Knob("float", low=0, nullable=True),
     "lr_gates": Knob("float", low=0), "train_sentences": _SENTENCES, "dev_sentences": _SENTENCES,
-    "test_sentences": _SENTENCES,
+    "test_sentences": _SENTENCES, "device": None, "bf16": Knob("bool"),
 }
 
 
@@ -143,19 +146,31 @@ def word_dropout(batch: WordBatch, rate: float, mask_id: int, special_ids: set[i
 
 
 class LossBalancer:
-    """Per-task weights from moving averages of the last ``window`` losses (the paper's weighting)."""
+    """Per-task weights from moving averages of the last ``window`` losses (the paper's weighting).
+
+    Losses may be floats or 0-dim tensors. Tensors stay where they are (on a GPU, no step waits
+    to read a loss back) and are averaged in float64, one addition after another, so the weights
+    equal those of the same losses as Python floats to the last bit."""
 
     def __init__(self, tasks, window: int = 5):
         self.history = {t: deque(maxlen=window) for t in tasks}
 
-    def update(self, task: str, loss: float) -> None:
-        self.history[task].append(loss)
+    def update(self, task: str, loss) -> None:
+        self.history[task].append(loss.detach().double() if isinstance(loss, torch.Tensor) else loss)
 
-    def weight(self, task: str) -> float:
-        averages = {t: sum(h) / len(h) for t, h in self.history.items() if h}
+    def weight(self, task: str):
+        averages = {t: _sequential_sum(h) / len(h) for t, h in self.history.items() if h}
         if task not in averages or len(averages) < len(self.history):
             return 1.0  # until every task has a loss, weigh them equally
-        return sum(averages.values()) / averages[task]
+        return _sequential_sum(averages.values()) / averages[task]
+
+
+def _sequential_sum(values):
+    values = iter(values)
+    total = next(values)
+    for v in values:
+        total = total + v
+    return total
 
 
 def sampling_probabilities(batches: dict[str, int], temperature: float) -> dict[str, float]:
@@ -172,7 +187,7 @@ def evaluate(model: MultiTaskModel, sentences: list[dict], batch_size: int = 64)
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]["tokens"]))
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        out = model.encode(model.encoder.tokenize([sentences[i]["tokens"] for i in idx]))
+        out = model.encode(model.encoder.tokenize([sentences[i]["tokens"] for i in idx]))  # moved to the model's device
         for name, decoder in model.decoders.items():
             for i, pred in zip(idx, decoder.decode(out.words, out.word_mask)):
                 predictions[name][i] = pred
@@ -221,7 +236,29 @@ def build_model(config: TrainConfig, train: list[dict], encoder: Encoder | None 
     if "srl" in decoders:
         decoders["srl"].unary_weight = config.srl_unary_loss
     gates = HardConcreteGates(encoder.num_layers, encoder.num_heads) if config.gate_lambda is not None else None
-    return MultiTaskModel(encoder, decoders, gates)
+    return MultiTaskModel(encoder, decoders, gates).to(devices.resolve(config.device))
+
+
+def step_loss(model: MultiTaskModel, batch: WordBatch, targets: dict[str, dict], balancer: LossBalancer | None,
+              gate_lambda: float | None, bf16: bool) -> torch.Tensor:
+    """One step's loss: the batch (built on the host) and each chosen task's targets moved to the
+    model's device in one call each, one encoder pass, each task's loss weighted by ``balancer``
+    (None: weight 1), plus the gates' L0 penalty. Nothing here reads a value back to the host
+    except SRL's loss, which matches gold pairs to the pruner's choices."""
+    device = devices.module_device(model)
+    with devices.autocast(device, bf16):
+        out = model.encode(batch.to(device))
+        loss = 0.0
+        for name, gold in targets.items():
+            task_loss = model.decoders[name].loss(out.words, out.word_mask, devices.move(gold, device)).float()
+            weight = 1.0
+            if balancer is not None:
+                balancer.update(name, task_loss)
+                weight = balancer.weight(name)
+            loss = loss + (weight.float() if isinstance(weight, torch.Tensor) else weight) * task_loss
+        if model.gates is not None:
+            loss = loss + gate_lambda * model.gates.penalty()
+    return loss
 
 
 def planned_steps(config: TrainConfig, n_train: int) -> tuple[int, int]:
@@ -244,6 +281,7 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
     test_set = corpus_split(corpus, "test", config.test_sentences)
     model = build_model(config, train_set, encoder)
     enc = model.encoder
+    model_device = devices.module_device(model)
     rng = random.Random(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     tok = enc.tokenizer
@@ -283,19 +321,13 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
         batch = word_dropout(enc.tokenize([s["tokens"] for s in sentences]), config.word_dropout,
                              tok.mask_token_id, special, generator)
         result.train_subwords += int(batch.attention_mask.sum())
-        out = model.encode(batch)
         num_words = max(len(s["tokens"]) for s in sentences)
         if multi and config.mtl_mode == "sample":
             chosen = [rng.choices(list(probs), weights=list(probs.values()))[0]]
         else:
             chosen = list(config.tasks)
-        loss = 0.0
-        for name in chosen:
-            task_loss = model.decoders[name].loss(out.words, out.word_mask, model.decoders[name].targets(sentences, num_words))
-            balancer.update(name, task_loss.item())
-            loss = loss + (balancer.weight(name) if multi else 1.0) * task_loss
-        if model.gates is not None:
-            loss = loss + config.gate_lambda * model.gates.penalty()
+        targets = {name: model.decoders[name].targets(sentences, num_words) for name in chosen}
+        loss = step_loss(model, batch, targets, balancer if multi else None, config.gate_lambda, config.bf16)
         optimizer.zero_grad(set_to_none=True)
         if gate_optimizer is not None:
             gate_optimizer.zero_grad(set_to_none=True)
@@ -306,10 +338,12 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
         if gate_optimizer is not None:
             gate_optimizer.step()
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if progress and (step % 10 == 0 or step == total_steps):  # a read back, so not every step
+            bar.set_postfix(loss=f"{loss.item():.3f}")
         if on_step is not None:
             on_step()
         if step in eval_at:
+            devices.synchronize(model_device)  # the queued steps count as training time
             t0 = time.perf_counter()
             scores = evaluate(model, dev_set)
             eval_seconds += time.perf_counter() - t0
@@ -319,13 +353,14 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
                                      "dev": {t: scores[t][TASK_CLASSES[t].metric] for t in config.tasks}})
             if score > best:
                 best, since_best = score, 0
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = devices.to_host(model.state_dict())
                 result.best_step, result.dev = step, scores
             else:
                 since_best += 1
                 if config.patience is not None and since_best >= config.patience:
                     break
     bar.close()
+    devices.synchronize(model_device)
     result.steps = step
     result.train_seconds = time.perf_counter() - start - eval_seconds
     model.load_state_dict(best_state)
@@ -421,12 +456,13 @@ def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> lis
     gradient into one of up to the learning rate); at the workers' thread count a one-worker run
     gives the same weights to the bit. One progress bar counts the steps of all the runs; the
     longest start first. Interrupting it (Ctrl-C, SIGINT) ends the workers at once; killing it
-    ends them within a second (``worker_pool``)."""
+    ends them within a second (``worker_pool``). Runs on a GPU train one after another."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers!r}")
     corpus = corpus if corpus is not None else ewt5.load()
     todo = [i for i, c in enumerate(configs) if not is_cached(c)]
-    if workers == 1 or len(todo) < 2:
+    if workers == 1 or len(todo) < 2 or any(configs[i].device != "cpu" for i in todo):
+        # a GPU runs one training at a time: its kernels, not the host's cores, are the limit
         return [train_cached(c, corpus) for c in configs]
     available = len(corpus["train"])
     steps = {i: planned_steps(configs[i], min(configs[i].train_sentences or available, available))[1] for i in todo}
@@ -456,10 +492,13 @@ def _drain(reports) -> int:
             return n
 
 
-def load_model(result: TrainResult, corpus=None) -> MultiTaskModel:
-    """Rebuild a trained model from a ``TrainResult`` (label sets are re-read from the same data)."""
+def load_model(result: TrainResult, corpus=None, device: str | None = None) -> MultiTaskModel:
+    """Rebuild a trained model from a ``TrainResult`` (label sets are re-read from the same data),
+    on ``device`` (None: the device it was trained on)."""
     corpus = corpus if corpus is not None else ewt5.load()
     model = build_model(result.config, corpus_split(corpus, "train", result.config.train_sentences))
+    if device is not None:
+        model.to(devices.resolve(device))
     model.load_state_dict(result.state_dict)
     model.eval()
     return model

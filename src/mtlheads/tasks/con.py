@@ -125,7 +125,7 @@ def _fill_chart(scores: torch.Tensor, combine) -> tuple[torch.Tensor, torch.Tens
         value, where = combine(splits.permute(2, 0, 1))
         chart.diagonal(w).copy_(value + scores.diagonal(w))
         if where is not None:
-            back.diagonal(w).copy_(where + torch.arange(n).unsqueeze(0) + 1)
+            back.diagonal(w).copy_(where + torch.arange(n, device=where.device).unsqueeze(0) + 1)
     return chart, back
 
 
@@ -189,7 +189,7 @@ class CON(Task):
     def loss(self, words, word_mask, targets):
         spans, labels = self(words)
         n = spans.shape[1] - 1
-        lengths = torch.tensor(sentence_words(word_mask), device=spans.device)
+        lengths = word_mask.sum(-1) - 1  # words per sentence, kept on the device
         gold = targets["spans"][:, : n + 1, : n + 1]
         gold_tree = gold > 0
         log_z = inside(spans, lengths)

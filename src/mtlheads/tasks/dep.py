@@ -135,7 +135,7 @@ class DEP(Task):
         mask = mask & (heads >= 0) & (heads < arcs.shape[2]) & torch.gather(word_mask, 1, heads.clamp(min=0))
         arc_loss = F.cross_entropy(arcs[mask], heads[mask])
         per_word = rels[mask]  # (items, heads, relations)
-        rel_at_gold = per_word[torch.arange(len(per_word)), heads[mask]]
+        rel_at_gold = per_word[torch.arange(len(per_word), device=per_word.device), heads[mask]]
         return arc_loss + F.cross_entropy(rel_at_gold, gold_rels[mask], ignore_index=-100)
 
     def decode(self, words, word_mask):
@@ -146,7 +146,7 @@ class DEP(Task):
             scores = np.full((n + 1, n + 1), -1e9)
             scores[:, 1:] = arcs[b, :n, : n + 1].T  # scores[h, d]
             heads = eisner(scores)
-            labels = rels[b, torch.arange(n), torch.tensor(heads)].argmax(-1).tolist()
+            labels = rels[b, torch.arange(n, device=rels.device), torch.tensor(heads, device=rels.device)].argmax(-1).tolist()
             out.append((heads, [self.relations[i] for i in labels]))
         return out
 

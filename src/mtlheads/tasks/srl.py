@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtlheads.tasks.base import MLP, Task, prf, sentence_words
+from mtlheads.tasks.base import MLP, Task, prf
 from mtlheads.tasks.ner import greedy_flat_spans
 
 NULL = "<null>"
@@ -109,7 +109,7 @@ class SRL(Task):
         predicates; and the unary scores of all candidate arguments and predicates."""
         h, mask = words[:, 1:], word_mask[:, 1:]
         batch, n, _ = h.shape
-        lengths = torch.tensor(sentence_words(word_mask), device=h.device)
+        lengths = word_mask.sum(-1) - 1  # words per sentence, kept on the device
         spans = candidate_spans(n, self.max_width).to(h.device)
         starts, ends = spans[:, 0], spans[:, 1]
         valid = mask[:, ends]  # a span is valid when its last word is a real word
