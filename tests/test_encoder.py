@@ -135,3 +135,46 @@ def test_a_local_checkpoints_contents_enter_the_run_key(tmp_path):
     assert run_inputs(config)["encoder"] != before
     assert fingerprint("minilm") == fingerprint("minilm") and not fingerprint("minilm").startswith("hub:")
     assert fingerprint("some-org/some-hub-model") == "hub:some-org/some-hub-model"
+
+
+def test_module_paths_are_named_by_the_encoder_adapter_alone():
+    """A second architecture is one row of ``encoder.ARCHITECTURES``: no other module spells a path."""
+    import re
+    from pathlib import Path
+
+    import mtlheads
+    from mtlheads.encoder import ARCHITECTURES
+
+    paths = {p for a in ARCHITECTURES.values() for p in vars(a).values()}
+    alternatives = "|".join(re.escape(p) for p in sorted(paths, key=len, reverse=True))
+    pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")  # whole paths: not encoder.layers
+    found = []
+    for path in Path(mtlheads.__file__).parent.rglob("*.py"):
+        if path.name != "encoder.py":
+            found += [f"{path.name}: {m.group()}" for m in pattern.finditer(path.read_text())]
+    assert found == []
+
+
+def test_an_unsupported_architecture_is_named_with_the_supported_ones():
+    from transformers import GPT2Config, GPT2Model
+
+    from mtlheads.encoder import Encoder, tiny_encoder
+
+    model = GPT2Model(GPT2Config(n_layer=1, n_head=2, n_embd=8, attn_implementation="eager"))
+    with pytest.raises(ValueError, match=r"'gpt2' is not supported; supported: \['bert'\]"):
+        Encoder(model, tiny_encoder().tokenizer)
+
+
+def test_the_adapter_gives_parts_by_role_and_freezes_the_bottom():
+    from mtlheads.encoder import tiny_encoder
+
+    enc = tiny_encoder(num_layers=3)
+    assert len(enc.layers) == 3
+    assert enc.layer_part(enc.layers[0], "query") is enc.model.encoder.layer[0].attention.self.query
+    assert enc.embedding("word_embeddings") is enc.model.embeddings.word_embeddings
+    enc.freeze_bottom(2)
+    frozen = {n for n, p in enc.model.named_parameters() if not p.requires_grad}
+    assert all(n.startswith(("embeddings.", "encoder.layer.0.", "encoder.layer.1.")) for n in frozen)
+    assert any(n.startswith("encoder.layer.1.") for n in frozen)
+    assert all(p.requires_grad for p in enc.layers[2].parameters())
+    assert 0 < enc.word_embedding_share() < 1

@@ -7,7 +7,7 @@ from mtlheads.heads import GenerativeHead, SpanQAHead
 @pytest.fixture
 def decoder(tiny):
     torch.manual_seed(0)
-    head = GenerativeHead(tiny.model, num_layers=2, max_length=16)
+    head = GenerativeHead(tiny, num_layers=2, max_length=16)
     head.eval()
     return head
 
@@ -70,7 +70,7 @@ def test_span_head_answers_inside_the_context_and_learns_a_span():
 @pytest.fixture
 def copier(tiny):
     torch.manual_seed(0)
-    head = GenerativeHead(tiny.model, num_layers=2, max_length=16, copy=True)
+    head = GenerativeHead(tiny, num_layers=2, max_length=16, copy=True)
     head.eval()
     return head
 
@@ -110,11 +110,11 @@ def test_a_restricted_output_vocabulary_generates_only_its_tokens_unless_copied(
     mem, mask = memory()
     source = torch.full(mask.shape, 50)  # a token outside the output vocabulary
     tokens = torch.randint(5, 100, (3, 4))
-    plain = GenerativeHead(tiny.model, max_length=16, output_vocab=vocab).eval()
+    plain = GenerativeHead(tiny, max_length=16, output_vocab=vocab).eval()
     logp = plain(tokens, mem, mask)
     assert torch.allclose(logp[..., vocab].exp().sum(-1), torch.ones(3, 4), atol=1e-5)
     assert torch.isinf(logp[..., 50]).all()
-    copier = GenerativeHead(tiny.model, max_length=16, copy=True, output_vocab=vocab).eval()
+    copier = GenerativeHead(tiny, max_length=16, copy=True, output_vocab=vocab).eval()
     logp = copier(tokens, mem, mask, source=source)
     assert torch.allclose(logp.exp().sum(-1), torch.ones(3, 4), atol=1e-4)
     assert (logp[..., 50].exp() > 0.01).all()  # reachable by copying only

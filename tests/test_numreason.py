@@ -4,8 +4,8 @@ import random
 import pytest
 import torch
 
-from mtlheads import numreason
-from mtlheads.data import numeric, squad
+from mtlheads import nontarget, numreason
+from mtlheads.data import gsm8k, numeric, squad
 from mtlheads.heads import BIOTaggingHead, marginal_log_likelihood
 
 O, B, I = BIOTaggingHead.O, BIOTaggingHead.B, BIOTaggingHead.I
@@ -134,25 +134,25 @@ def test_span_head_learns_a_memorised_batch(examples, tiny):
 def test_arguments_match_by_value_whatever_the_spelling():
     text = "It had 1,200 men in 1805 and twelve hundred horses."
     arguments = [m for m in numeric.mentions(text) if m.text in ("1,200", "1805")]
-    assert numreason.values_in("twelve hundred") == {1200.0}
-    assert numreason.argument_scores(["1200", "in 1805", "horses"], arguments) == {
+    assert nontarget.values_in("twelve hundred") == {1200.0}
+    assert nontarget.argument_scores(["1200", "in 1805", "horses"], arguments) == {
         "recall": 1.0, "precision": pytest.approx(2 / 3), "all": 1.0, "spans": 3}
-    assert numreason.argument_scores(["twelve hundred"], arguments)["recall"] == 0.5
-    none = numreason.argument_scores([], arguments)
+    assert nontarget.argument_scores(["twelve hundred"], arguments)["recall"] == 0.5
+    none = nontarget.argument_scores([], arguments)
     assert none["recall"] == 0.0 and none["all"] == 0.0 and none["precision"] != none["precision"]  # NaN
     with pytest.raises(ValueError, match="at least one gold argument"):
-        numreason.argument_scores(["1200"], [])
+        nontarget.argument_scores(["1200"], [])
 
 
 def test_baselines_draw_from_the_passage_numbers():
     item = {"context": "In 1973 there were 1,200 men, 300 horses and 40 dogs.",
             "arguments": [m for m in numeric.mentions("1,200 men, 300 horses")]}
     rng = random.Random(0)
-    assert numreason.baseline_spans(item, "all numbers", rng) == ["1973", "1,200", "300", "40"]
-    drawn = numreason.baseline_spans(item, "random numbers", rng)
+    assert nontarget.baseline_spans(item, "all numbers", rng) == ["1973", "1,200", "300", "40"]
+    drawn = nontarget.baseline_spans(item, "random numbers", rng)
     assert len(drawn) == 2 and set(drawn) <= {"1973", "1,200", "300", "40"}
     with pytest.raises(ValueError, match="'some numbers'.*random numbers"):
-        numreason.baseline_spans(item, "some numbers", rng)
+        nontarget.baseline_spans(item, "some numbers", rng)
 
 
 def test_word_spans_widen_to_whole_numbers_without_punctuation():
@@ -164,7 +164,7 @@ def test_word_spans_widen_to_whole_numbers_without_punctuation():
 
 
 def test_gsm8k_items_split_off_the_question_and_keep_context_arguments():
-    items = numreason.gsm8k_items(numeric.gsm8k("test")[:50])
+    items = gsm8k.items(numeric.gsm8k("test")[:50])
     assert items and all(i["question"].endswith("?") or i["question"] for i in items)
     for item in items:
         assert item["arguments"] and not item["context"].endswith(item["question"])
@@ -172,9 +172,9 @@ def test_gsm8k_items_split_off_the_question_and_keep_context_arguments():
 
 
 def test_generated_numbers_compare_by_value():
-    assert numreason.same_number("18", "18") and numreason.same_number("18.0", "18")
-    assert not numreason.same_number("1.8", "18") and not numreason.same_number("", "18")
-    assert not numreason.same_number("1-8", "18")
+    assert nontarget.same_number("18", "18") and nontarget.same_number("18.0", "18")
+    assert not nontarget.same_number("1.8", "18") and not nontarget.same_number("", "18")
+    assert not nontarget.same_number("1-8", "18")
 
 
 def test_unknown_tasks_are_named():

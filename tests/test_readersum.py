@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mtlheads import dropout, metrics, readersum
+from mtlheads import dropout, metrics, nontarget, readersum
 from mtlheads.data import scitldr, squad
 
 
@@ -108,29 +108,29 @@ def test_summarize_keeps_the_order_of_mixed_inputs(tiny):
 
 def test_paired_questions_take_two_questions_with_different_answers_from_one_passage():
     held_out = squad.split_by_article(squad.load(), 0.3)[1]
-    pairs = readersum.paired_questions(held_out, contexts=30, seed=0)
+    pairs = nontarget.paired_questions(held_out, contexts=30, seed=0)
     assert len(pairs) == 30 and len({p["context"] for p in pairs}) == 30
     for p in pairs:
         a, b = p["questions"]
         assert a["context"] == b["context"] == p["context"] and a["id"] != b["id"]
         x, y = (metrics.normalize_answer(q["answers"][0]) for q in (a, b))
         assert x not in y and y not in x
-    assert readersum.paired_questions(held_out, contexts=30, seed=0) == pairs
+    assert nontarget.paired_questions(held_out, contexts=30, seed=0) == pairs
     same = [dict(held_out[0], id="x"), dict(held_out[0], id="y")]  # one answer twice: no pair
-    assert readersum.paired_questions(same, contexts=None) == []
+    assert nontarget.paired_questions(same, contexts=None) == []
 
 
 def test_query_focus_measures_each_summary_against_its_own_and_the_other_answer(tiny, monkeypatch):
     model = readersum.build(readersum.ReaderSumConfig(decoder_layers=1, max_summary=12), encoder=tiny)
     model.eval()
-    pairs = readersum.paired_questions(squad.load()[:60], contexts=2, seed=0)
+    pairs = nontarget.paired_questions(squad.load()[:60], contexts=2, seed=0)
     answers = [q["answers"][0] for p in pairs for q in p["questions"]]
 
     def scripted(model, inputs, max_source, **kwargs):  # question inputs: their own answer; passages: nothing
         return [f"so {answers.pop(0)} it is" if b is not None else "no idea" for _, b in inputs]
 
     monkeypatch.setattr(readersum, "summarize", scripted)
-    frame = readersum.query_focus(model, pairs, 64, "m", progress=False)
+    frame = nontarget.query_focus(model, pairs, 64, "m", progress=False)
     asked = frame[frame["input"] == "question + context"]
     alone = frame[frame["input"] == "context alone"]
     assert len(asked) == len(alone) == 4
@@ -138,13 +138,13 @@ def test_query_focus_measures_each_summary_against_its_own_and_the_other_answer(
     assert (asked["other_answer_recall"] < 1.0).all()
     assert not alone["contains_answer"].any() and alone["query_sensitivity"].isna().all()
     assert (asked["query_sensitivity"] > 0).all()
-    effect = readersum.paired_difference(frame, "contains_answer", ("m", "question + context"), ("m", "context alone"))
+    effect = nontarget.focus_difference(frame, "contains_answer", ("m", "question + context"), ("m", "context alone"))
     assert effect["difference"] == 100.0 and effect["n"] == 4
-    table = readersum.focus_table(frame)
+    table = nontarget.focus_table(frame)
     assert table.query("input == 'question + context'").set_index("measure").loc[
         "contains the gold answer (%)", "mean"] == 100.0
     with pytest.raises(ValueError, match="'control'.*models \\['m'\\]"):
-        readersum.paired_difference(frame, "contains_answer", ("control", "context alone"), ("m", "context alone"))
+        nontarget.focus_difference(frame, "contains_answer", ("control", "context alone"), ("m", "context alone"))
 
 
 def test_encoding_without_gradients_takes_the_fused_kernel_with_the_same_states(tiny, monkeypatch):

@@ -3,11 +3,16 @@
 The transformers model's code is not changed; its dropout is swapped for a cheaper one of the
 same rate (``mtlheads.dropout``), and evaluation passes run the fused attention kernel. Forward
 hooks capture, per layer:
-- the attention maps of every head (``attention.self`` returns them with eager attention);
+- the attention maps of every head (a layer's self-attention returns them with eager attention);
 - the per-head context vectors, i.e. the attention-weighted values that enter the attention
-  output projection ``attention.output.dense``. A forward pre-hook on that projection reads
+  output projection. A forward pre-hook on that projection reads
   them and, when head gates are set, multiplies each head's slice by its gate. This is how
   heads are masked or pruned (transformers 5.x ignores ``head_mask``).
+
+This module is the one adapter every model uses: ``ARCHITECTURES`` holds the module paths of
+each supported architecture, and ``Encoder`` gives its parts by role (layers, embeddings, a
+layer's projections), freezes the bottom, and returns subword or word states. No other module
+names a module path.
 
 Word-level views use the paper's pooling: a word's vector is the mean of its subwords'; a
 word-to-word attention is the mean over the query word's subwords of the sum over the key
@@ -62,6 +67,60 @@ def fingerprint(name: str) -> str:
     for path in sorted(p for p in where.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(f"{path.relative_to(where).as_posix()} {cache.file_digest(path)}\n".encode())
     return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Where an architecture keeps its parts, as attribute paths: from the model (``layers`` and the
+    embeddings) or from one layer (the rest). ``attention`` returns (context, attention weights)
+    with eager attention; ``attention_output`` is the projection whose input is the per-head
+    context (where heads are read and gated)."""
+
+    layers: str
+    word_embeddings: str
+    position_embeddings: str
+    token_type_embeddings: str
+    embedding_norm: str
+    attention: str
+    query: str
+    key: str
+    value: str
+    attention_output: str
+    attention_norm: str
+    ffn_in: str
+    ffn_out: str
+    ffn_norm: str
+
+    @property
+    def embeddings(self) -> str:
+        return self.word_embeddings.rsplit(".", 1)[0]
+
+
+# The one table of module paths; no other module names one. A new architecture is a new row.
+ARCHITECTURES = {
+    "bert": Architecture(
+        layers="encoder.layer", word_embeddings="embeddings.word_embeddings",
+        position_embeddings="embeddings.position_embeddings", token_type_embeddings="embeddings.token_type_embeddings",
+        embedding_norm="embeddings.LayerNorm", attention="attention.self", query="attention.self.query",
+        key="attention.self.key", value="attention.self.value", attention_output="attention.output.dense",
+        attention_norm="attention.output.LayerNorm", ffn_in="intermediate.dense", ffn_out="output.dense",
+        ffn_norm="output.LayerNorm"),
+}
+
+
+def architecture_of(model: nn.Module) -> Architecture:
+    kind = getattr(model.config, "model_type", None)
+    if kind not in ARCHITECTURES:
+        raise ValueError(f"encoder architecture {kind!r} is not supported; supported: {sorted(ARCHITECTURES)} "
+                         "(a new one is a row of encoder.ARCHITECTURES)")
+    return ARCHITECTURES[kind]
+
+
+def part(module: nn.Module, path: str) -> nn.Module:
+    """The submodule at a dotted attribute ``path`` (``attention.self.query``)."""
+    for name in path.split("."):
+        module = getattr(module, name)
+    return module
 
 
 @dataclass
@@ -124,6 +183,7 @@ class Encoder(nn.Module):
         super().__init__()
         if model.config._attn_implementation not in ("eager", dropout.ATTENTION):
             raise ValueError("load the model with attn_implementation='eager': other kernels return no attention weights")
+        self.architecture = architecture_of(model)
         dropout.install(model)  # eager attention still, with a cheaper dropout mask (mtlheads.dropout)
         self.model, self.tokenizer = model, tokenizer
         cfg = model.config
@@ -138,14 +198,51 @@ class Encoder(nn.Module):
         layers = self._layers()
         for i, layer in enumerate(layers):
             # partials of bound methods, so that a deep copy of the encoder hooks into the copy
-            layer.attention.self.register_forward_hook(partial(self._on_attention, i))
-            layer.attention.output.dense.register_forward_pre_hook(partial(self._on_context, i))
+            self.layer_part(layer, "attention").register_forward_hook(partial(self._on_attention, i))
+            self.layer_part(layer, "attention_output").register_forward_pre_hook(partial(self._on_context, i))
 
     def _layers(self):
-        try:
-            return self.model.encoder.layer
-        except AttributeError as err:
-            raise ValueError(f"{type(self.model).__name__} has no encoder.layer: only BERT-style encoders are supported") from err
+        return part(self.model, self.architecture.layers)
+
+    # The model's parts, by role (the adapter's face; ``ARCHITECTURES`` has the paths) -----------
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self._layers()
+
+    def layer_part(self, layer: nn.Module, role: str) -> nn.Module:
+        """One layer's ``role`` module (a field of ``Architecture``: ``query``, ``ffn_out``, ...)."""
+        return part(layer, getattr(self.architecture, role))
+
+    def embedding(self, role: str) -> nn.Module:
+        """``word_embeddings``, ``position_embeddings``, ``token_type_embeddings`` or ``embedding_norm``."""
+        return part(self.model, getattr(self.architecture, role))
+
+    def freeze_bottom(self, layers: int) -> None:
+        """Freeze the embeddings and the bottom ``layers`` layers (0: nothing). Frozen layers build
+        no autograd graph, so the backward pass starts above them."""
+        if layers:
+            part(self.model, self.architecture.embeddings).requires_grad_(False)
+            for layer in self.layers[:layers]:
+                layer.requires_grad_(False)
+
+    def freeze_word_embeddings(self) -> None:
+        self.embedding("word_embeddings").requires_grad_(False)
+
+    def word_embedding_share(self) -> float:
+        """The fraction of the encoder's weights in its word-embedding matrix."""
+        return self.embedding("word_embeddings").weight.numel() / sum(p.numel() for p in self.model.parameters())
+
+    def subword_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The last layer's states (batch, subwords, hidden), inputs moved to the encoder's device;
+        evaluation passes use the fused attention kernel."""
+        with fused_attention(self.model):
+            return self.model(input_ids=input_ids.to(self.device),
+                              attention_mask=attention_mask.to(self.device)).last_hidden_state
 
     def _on_attention(self, i: int, module, args, output):
         if self._capture:

@@ -41,8 +41,7 @@ def stl_mtl_configs(knobs: dict, mtl_modes=("sample", "joint")) -> list[TrainCon
 
 def word_embedding_share(encoder: str) -> float:
     """The fraction of the encoder's weights in its word-embedding matrix (what freezing it spares)."""
-    model = load_encoder(encoder).model
-    return model.embeddings.word_embeddings.weight.numel() / sum(p.numel() for p in model.parameters())
+    return load_encoder(encoder).word_embedding_share()
 
 
 def run_all(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[TrainResult]:

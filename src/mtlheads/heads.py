@@ -58,11 +58,11 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
         return self.out(out.transpose(1, 2).flatten(2))
 
-    def copy_from_bert(self, attention) -> None:
-        """Copy a BERT ``attention`` block's query/key/value/output projections."""
-        for mine, theirs in [(self.query, attention.self.query), (self.key, attention.self.key),
-                             (self.value, attention.self.value), (self.out, attention.output.dense)]:
-            mine.load_state_dict(theirs.state_dict())
+    def copy_from(self, encoder, layer) -> None:
+        """Copy an encoder layer's query/key/value/output projections (``encoder``: an ``Encoder``)."""
+        for mine, role in [(self.query, "query"), (self.key, "key"), (self.value, "value"),
+                           (self.out, "attention_output")]:
+            mine.load_state_dict(encoder.layer_part(layer, role).state_dict())
 
 
 def attention_probabilities(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
@@ -89,16 +89,17 @@ class DecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     @classmethod
-    def from_bert(cls, layer, config) -> "DecoderLayer":
+    def from_encoder(cls, encoder, layer) -> "DecoderLayer":
+        """A decoder layer copying encoder ``layer`` of ``encoder`` (an ``Encoder``); the
+        cross-attention starts as a copy of the self-attention."""
+        config = encoder.config
         self = cls(config.hidden_size, config.num_attention_heads, config.intermediate_size,
                    config.hidden_dropout_prob, config.attention_probs_dropout_prob, config.layer_norm_eps)
-        self.self_attention.copy_from_bert(layer.attention)
-        self.cross_attention.copy_from_bert(layer.attention)
-        self.self_norm.load_state_dict(layer.attention.output.LayerNorm.state_dict())
-        self.cross_norm.load_state_dict(layer.attention.output.LayerNorm.state_dict())
-        self.ffn_in.load_state_dict(layer.intermediate.dense.state_dict())
-        self.ffn_out.load_state_dict(layer.output.dense.state_dict())
-        self.ffn_norm.load_state_dict(layer.output.LayerNorm.state_dict())
+        self.self_attention.copy_from(encoder, layer)
+        self.cross_attention.copy_from(encoder, layer)
+        for mine, role in [(self.self_norm, "attention_norm"), (self.cross_norm, "attention_norm"),
+                           (self.ffn_in, "ffn_in"), (self.ffn_out, "ffn_out"), (self.ffn_norm, "ffn_norm")]:
+            mine.load_state_dict(encoder.layer_part(layer, role).state_dict())
         return self
 
     def forward(self, x, memory, memory_mask, cache: dict | None = None) -> torch.Tensor:
@@ -115,18 +116,18 @@ class DecoderLayer(nn.Module):
 class GenerativeHead(nn.Module):
     """A transformer decoder over encoder states, initialised from the encoder (see the module doc)."""
 
-    def __init__(self, encoder_model, num_layers: int = 2, max_length: int = 64, copy: bool = False,
+    def __init__(self, encoder, num_layers: int = 2, max_length: int = 64, copy: bool = False,
                  output_vocab: torch.Tensor | None = None):
+        """``encoder``: the ``mtlheads.encoder.Encoder`` whose top ``num_layers`` layers and
+        embeddings the head starts from."""
         super().__init__()
-        config = encoder_model.config
-        top = encoder_model.encoder.layer[-num_layers:]
-        self.layers = nn.ModuleList(DecoderLayer.from_bert(layer, config) for layer in top)
-        embeddings = encoder_model.embeddings
-        self.word_embeddings = embeddings.word_embeddings  # shared with the encoder, and the output
+        config = encoder.config
+        self.layers = nn.ModuleList(DecoderLayer.from_encoder(encoder, layer) for layer in encoder.layers[-num_layers:])
+        self.word_embeddings = encoder.embedding("word_embeddings")  # shared with the encoder, and the output
         self.position_embeddings = nn.Embedding(max_length, config.hidden_size)
-        self.position_embeddings.weight.data.copy_(embeddings.position_embeddings.weight.data[:max_length])
-        self.type_embedding = nn.Parameter(embeddings.token_type_embeddings.weight.data[0].clone())
-        self.norm = deepcopy(embeddings.LayerNorm)
+        self.position_embeddings.weight.data.copy_(encoder.embedding("position_embeddings").weight.data[:max_length])
+        self.type_embedding = nn.Parameter(encoder.embedding("token_type_embeddings").weight.data[0].clone())
+        self.norm = deepcopy(encoder.embedding("embedding_norm"))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         ids = torch.arange(config.vocab_size) if output_vocab is None else torch.as_tensor(output_vocab).unique()
         self.register_buffer("output_ids", ids, persistent=False)

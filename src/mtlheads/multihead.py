@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mtlheads import devices
+from mtlheads.encoder import load_encoder
 from mtlheads.checks import Knob
 
 # The fields every multi-head run's config shares (chapters 6 and 7), with their valid values.
@@ -38,13 +39,12 @@ def settle_device(config) -> None:
     object.__setattr__(config, "bf16", devices.uses_bf16(config.device, config.bf16))
 
 
-def freeze_bottom(encoder_model, layers: int) -> None:
-    """Freeze the embeddings and the bottom ``layers`` encoder layers (0: nothing). Frozen layers
-    build no autograd graph, so the backward pass starts above them."""
-    if layers:
-        encoder_model.embeddings.requires_grad_(False)
-        for layer in encoder_model.encoder.layer[:layers]:
-            layer.requires_grad_(False)
+def built(model_class, config, encoder=None) -> nn.Module:
+    """``model_class(encoder, config)`` with torch seeded by ``config.seed``, on the config's
+    device; the encoder is the one given (a tiny test encoder, say) or ``config.encoder`` loaded."""
+    torch.manual_seed(config.seed)
+    model = model_class(encoder if encoder is not None else load_encoder(config.encoder), config)
+    return model.to(devices.resolve(config.device))
 
 
 def first_made(made, limit: int | None) -> list:

@@ -21,17 +21,15 @@ import sys
 import re
 from dataclasses import asdict, dataclass
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, devices, dropout, metrics, multihead
+from mtlheads import cache, dropout, multihead
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import numeric, sources, squad
-from mtlheads.encoder import fingerprint, fused_attention, load_encoder
+from mtlheads.encoder import fingerprint
 from mtlheads.heads import BIOTaggingHead, GenerativeHead, tagging_plan
 
 TASKS = ("span", "arithmetic")
@@ -86,7 +84,7 @@ def digit_vocabulary(tokenizer) -> torch.Tensor:
 class NumReason(nn.Module):
     def __init__(self, encoder, config: NumReasonConfig):
         super().__init__()
-        self.encoder, self.tokenizer = encoder.model, encoder.tokenizer
+        self.encoder, self.tokenizer = encoder, encoder.tokenizer  # the Encoder adapter
         hidden = encoder.hidden_size
         self.spans = BIOTaggingHead(hidden)
         self.generative = self.type_head = None
@@ -94,7 +92,7 @@ class NumReason(nn.Module):
             self.generative = GenerativeHead(self.encoder, config.decoder_layers, config.max_answer,
                                              output_vocab=digit_vocabulary(self.tokenizer))
             self.type_head = nn.Linear(hidden, len(TYPES))
-        multihead.freeze_bottom(self.encoder, config.frozen_layers)
+        encoder.freeze_bottom(config.frozen_layers)
         dropout.install(self)
 
     def new_parameters(self) -> list[nn.Parameter]:
@@ -105,10 +103,7 @@ class NumReason(nn.Module):
 
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
         """Subword states (batch, subwords, hidden), the inputs moved to the model's device."""
-        device = self.encoder.device
-        with fused_attention(self.encoder):  # evaluation passes only
-            return self.encoder(input_ids=input_ids.to(device),
-                                attention_mask=attention_mask.to(device)).last_hidden_state
+        return self.encoder.subword_states(input_ids, attention_mask)
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """One encoder pass; span rows train the span head, generation rows the generative head,
@@ -244,9 +239,7 @@ def training_examples(config: NumReasonConfig, tokenizer) -> list[dict]:
 # Training ---------------------------------------------------------------------------------------
 
 def build(config: NumReasonConfig, encoder=None) -> NumReason:
-    torch.manual_seed(config.seed)
-    model = NumReason(encoder if encoder is not None else load_encoder(config.encoder), config)
-    return model.to(devices.resolve(config.device))
+    return multihead.built(NumReason, config, encoder)
 
 
 def train(config: NumReasonConfig, progress: bool = True, encoder=None) -> multihead.RunResult:
@@ -344,161 +337,3 @@ def predict(model: NumReason, items: list[dict], max_source: int, batch_size: in
                       "p_generation": p_generation[r], "type": chosen,
                       "answer": generated[r] if chosen == "generation" else span_answer}
     return out
-
-
-# Chapter 6: arguments among the non-target spans --------------------------------------------
-
-def values_in(text: str) -> set[float]:
-    """The numbers a text mentions (``numeric.mentions``), by value."""
-    values = {m.value for m in numeric.mentions(text)}
-    whole = numeric.parse_number(text)
-    return values | ({whole} if whole is not None else set())
-
-
-def argument_scores(span_texts: list[str], arguments: list[numeric.Mention]) -> dict:
-    """How well spans pick out gold ``arguments``, matched by value (so "1,200" and "twelve
-    hundred" are the same argument): ``recall`` (share of the distinct argument values found
-    among the spans), ``precision`` (share of spans that name an argument; NaN with no spans),
-    ``all`` (every argument found) and ``spans`` (how many)."""
-    gold = {m.value for m in arguments}
-    if not gold:
-        raise ValueError("argument_scores needs at least one gold argument")
-    found = [values_in(t) for t in span_texts]
-    recalled = gold & set().union(*found) if found else set()
-    precision = float(np.mean([bool(v & gold) for v in found])) if found else float("nan")
-    return {"recall": len(recalled) / len(gold), "precision": precision, "all": float(recalled == gold),
-            "spans": len(span_texts)}
-
-
-def baseline_spans(item: dict, method: str, rng: random.Random) -> list[str]:
-    """Spans of a baseline on ``item``: ``"all numbers"`` of the passage, or ``"random numbers"``,
-    as many distinct passage numbers as the question has arguments, drawn at random."""
-    found = list({m.value: m.text for m in numeric.mentions(item["context"])}.values())
-    if method == "all numbers":
-        return found
-    if method == "random numbers":
-        k = len({m.value for m in item["arguments"]})
-        return rng.sample(found, min(k, len(found)))
-    raise ValueError(f"unknown baseline {method!r}; valid: {BASELINES}")
-
-
-BASELINES = ("random numbers", "all numbers")
-
-
-def argument_frame(predictions: dict[str, list[dict]], items: list[dict], seed: int = 0) -> pd.DataFrame:
-    """One row per (method, question): the argument scores of each model's spans and of its top
-    numbers (the passage numbers its span head most likely tags, as many as the question has
-    arguments), for ``predictions`` (label -> ``predict`` output for ``items``), and of the
-    baselines."""
-    rows = []
-    for label, predicted in predictions.items():
-        for i, (item, p) in enumerate(zip(items, predicted)):
-            k = len({m.value for m in item["arguments"]})
-            for method, texts in ((f"{label}: spans", [s["text"] for s in p["spans"]]),
-                                  (f"{label}: top numbers", [n["text"] for n in p["numbers"][:k]])):
-                rows.append({"method": method, "question": i, "operation": item["operation"],
-                             "template": item.get("template", item["operation"]),
-                             **argument_scores(texts, item["arguments"])})
-    rng = random.Random(seed)
-    for method in BASELINES:
-        for i, item in enumerate(items):
-            rows.append({"method": method, "question": i, "operation": item["operation"],
-                         "template": item.get("template", item["operation"]),
-                         **argument_scores(baseline_spans(item, method, rng), item["arguments"])})
-    return pd.DataFrame(rows)
-
-
-ARGUMENT_MEASURES = {"recall": "argument recall (%)", "precision": "span precision (%)",
-                     "all": "every argument extracted (%)"}
-
-
-def argument_table(frame: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
-    """Mean and 95% bootstrap interval of each measure, per method (and per ``by`` group)."""
-    return metrics.interval_table(frame, ["method"] + ([by] if by else []), ARGUMENT_MEASURES)
-
-
-def gsm8k_items(problems: list[dict]) -> list[dict]:
-    """GSM8K problems as ``question`` (the last sentence) and ``context`` (the text before it),
-    with the gold arguments that occur in the context; problems with none are left out."""
-    items = []
-    for p in problems:
-        sentences = re.split(r"(?<=[.!?])\s+", p["question"].strip())
-        if len(sentences) < 2:
-            continue
-        context, question = " ".join(sentences[:-1]), sentences[-1]
-        calculations = p["calculations"]
-        arguments = numeric.gold_arguments(context, calculations)
-        if arguments:
-            items.append({"question": question, "context": context, "answer": numeric.format_number(p["answer"]),
-                          "operation": "GSM8K", "template": "GSM8K", "arguments": arguments})
-    return items
-
-
-def same_number(prediction: str | None, answer: str) -> bool:
-    """Whether a generated number equals the gold answer's value."""
-    if not prediction:
-        return False
-    try:
-        return float(prediction) == float(answer)
-    except ValueError:
-        return False
-
-
-def counterfactual_frame(model: NumReason, items: list[dict], max_source: int, progress: bool = True) -> pd.DataFrame:
-    """For each item with a counterfactual (``numeric.counterfactuals``), whether the span head's
-    number set and the generated answer change between the original and the edited question,
-    and (for an argument swap) whether the spans take up the new argument."""
-    pairs = [(item, kind, edited) for item in items for kind, edited in numeric.counterfactuals(item["generated"], item["context"])]
-    if not pairs:
-        return pd.DataFrame(columns=["kind", "spans_moved", "answer_moved", "together", "follows", "correct"])
-    originals = predict(model, [p[0] for p in pairs], max_source, progress=progress, desc="originals")
-    edits = predict(model, [question_item(p[2], p[0]["context"]) for p in pairs], max_source, progress=progress,
-                    desc="counterfactuals")
-    rows = []
-    for (item, kind, edited), before, after in zip(pairs, originals, edits):
-        numbers_before = set().union(*[values_in(s["text"]) for s in before["spans"]])
-        numbers_after = set().union(*[values_in(s["text"]) for s in after["spans"]])
-        spans_moved = numbers_before != numbers_after
-        answer_moved = before["generated"] != after["generated"]
-        new = {m.value for m in edited.arguments} - {m.value for m in item["arguments"]}
-        rows.append({"kind": kind, "spans_moved": spans_moved, "answer_moved": answer_moved,
-                     "together": spans_moved == answer_moved,
-                     "follows": (new <= numbers_after) if new else float("nan"),
-                     "correct": same_number(after["generated"], edited.answer_text)})
-    return pd.DataFrame(rows)
-
-
-def paired_gap(frame: pd.DataFrame, measure: str, first: str, second: str) -> dict:
-    """Mean of ``measure`` for method ``first`` minus method ``second``, paired by question, in
-    percent, with its 95% bootstrap interval."""
-    def values(method: str) -> pd.Series:
-        part = frame[frame["method"] == method]
-        if part.empty:
-            raise ValueError(f"no rows for method {method!r}; methods: {sorted(frame['method'].unique())}")
-        return part.set_index("question")[measure].astype(float)
-
-    return metrics.paired_difference(100 * values(first), 100 * values(second))
-
-
-def highlighted(item: dict, prediction: dict) -> str:
-    """HTML of an item's question and passage with the span head's spans marked and the gold
-    arguments underlined."""
-    import html
-
-    def mark(text: str, part: str, underline: list[tuple[int, int]]) -> str:
-        marks = sorted((s["start"], s["end"]) for s in prediction["spans"] if s["part"] == part)
-        edges = sorted({0, len(text), *[x for span in marks + underline for x in span]})
-        out = []
-        for a, b in zip(edges, edges[1:]):
-            piece = html.escape(text[a:b])
-            if any(s <= a and b <= e for s, e in underline):
-                piece = f"<u>{piece}</u>"
-            if any(s <= a and b <= e for s, e in marks):
-                piece = f"<mark>{piece}</mark>"
-            out.append(piece)
-        return "".join(out)
-
-    arguments = [(m.start, m.end) for m in item["arguments"]]
-    return (f"<p><b>Q:</b> {mark(item['question'], 'question', [])} <b>gold:</b> {html.escape(item['answer'])} "
-            f"<b>generated:</b> {html.escape(str(prediction['generated']))} "
-            f"<b>type head:</b> {prediction['type']}<br>{mark(item['context'], 'context', arguments)}</p>")

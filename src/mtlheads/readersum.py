@@ -11,21 +11,19 @@ saw in training (``question [SEP] context``, and the context alone): its non-tar
 from __future__ import annotations
 
 import collections
-import itertools
 import random
 import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, devices, dropout, metrics, multihead
+from mtlheads import cache, dropout, metrics, multihead
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import scitldr, sources, squad
-from mtlheads.encoder import fingerprint, fused_attention, load_encoder
+from mtlheads.encoder import fingerprint
 from mtlheads.heads import GenerativeHead, SpanQAHead
 
 TASKS = ("qa", "summ")
@@ -74,21 +72,18 @@ class ReaderSumConfig:
 class ReaderSum(nn.Module):
     def __init__(self, encoder, config: ReaderSumConfig):
         super().__init__()
-        self.encoder, self.tokenizer = encoder.model, encoder.tokenizer
+        self.encoder, self.tokenizer = encoder, encoder.tokenizer  # the Encoder adapter
         hidden = encoder.hidden_size
         self.qa = SpanQAHead(hidden)
         vocab = None if config.output_vocab is None else summary_vocabulary(self.tokenizer, config.output_vocab)
         self.summarizer = GenerativeHead(self.encoder, config.decoder_layers, config.max_summary, copy=config.copy,
                                          output_vocab=vocab)
-        multihead.freeze_bottom(self.encoder, config.frozen_layers)
+        encoder.freeze_bottom(config.frozen_layers)
         dropout.install(self)
 
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
         """Subword states (batch, subwords, hidden), the inputs moved to the model's device."""
-        device = self.encoder.device
-        with fused_attention(self.encoder):  # evaluation passes only
-            return self.encoder(input_ids=input_ids.to(device),
-                                attention_mask=attention_mask.to(device)).last_hidden_state
+        return self.encoder.subword_states(input_ids, attention_mask)
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """One encoder pass over a mixed batch; each task's loss over its own rows only (the rows
@@ -194,9 +189,7 @@ def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
 # Training ---------------------------------------------------------------------------------------
 
 def build(config: ReaderSumConfig, encoder=None) -> ReaderSum:
-    torch.manual_seed(config.seed)
-    model = ReaderSum(encoder if encoder is not None else load_encoder(config.encoder), config)
-    return model.to(devices.resolve(config.device))
+    return multihead.built(ReaderSum, config, encoder)
 
 
 def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> multihead.RunResult:
@@ -275,91 +268,6 @@ def answer(model: ReaderSum, questions: list[dict], max_source: int, batch_size:
             offsets = enc["offset_mapping"][i]
             out.append(chunk[i]["context"][int(offsets[s][0]):int(offsets[e][1])])
     return out
-
-
-# Chapter 7: query focus of the non-target summariser --------------------------------------------
-
-INPUTS = ("question + context", "context alone")
-
-
-def paired_questions(questions: list[dict], contexts: int | None, seed: int = 0) -> list[dict]:
-    """Up to ``contexts`` passages (None: all), each with two of its questions whose answers differ
-    (neither normalised answer contains the other), chosen at random with ``seed``:
-    ``{"context", "title", "questions": [q1, q2]}``."""
-    by_context: dict[str, list[dict]] = collections.defaultdict(list)
-    for q in questions:
-        by_context[q["context"]].append(q)
-    rng = random.Random(seed)
-    out = []
-    for context in sorted(by_context):
-        candidates = by_context[context][:]
-        rng.shuffle(candidates)
-        pair = next(((a, b) for a, b in itertools.combinations(candidates, 2) if _distinct_answers(a, b)), None)
-        if pair is not None:
-            out.append({"context": context, "title": pair[0]["title"], "questions": list(pair)})
-    rng.shuffle(out)
-    return out[:contexts]
-
-
-def _distinct_answers(a: dict, b: dict) -> bool:
-    x, y = (metrics.normalize_answer(q["answers"][0]) for q in (a, b))
-    return bool(x) and bool(y) and x not in y and y not in x
-
-
-def query_focus(model: ReaderSum, pairs: list[dict], max_source: int, label: str, progress: bool = True,
-                **generation) -> pd.DataFrame:
-    """One row per (passage, question, input) for ``pairs`` from ``paired_questions``: the
-    summary of ``question [SEP] context`` and of the context alone, whether it contains the
-    question's gold answer, the share of the answer's content words it contains (and of the other
-    question's answer), its overlap with the question's content words, its length in words, and
-    (on question inputs) its query sensitivity: 1 - ROUGE-L between the summaries of the
-    passage's two questions."""
-    inputs = [(q["question"], p["context"]) for p in pairs for q in p["questions"]] + [(p["context"], None) for p in pairs]
-    summaries = summarize(model, inputs, max_source, progress=progress, desc=f"summaries ({label})", **generation)
-    asked, alone = summaries[:2 * len(pairs)], summaries[2 * len(pairs):]
-    rows = []
-    for i, p in enumerate(pairs):
-        mine = asked[2 * i:2 * i + 2]
-        sensitivity = metrics.query_sensitivity(*mine)
-        for j, q in enumerate(p["questions"]):
-            other = p["questions"][1 - j]
-            for kind, summary, varies in ((INPUTS[0], mine[j], sensitivity), (INPUTS[1], alone[i], float("nan"))):
-                rows.append({"model": label, "passage": i, "question_index": j, "input": kind,
-                             "question": q["question"], "answer": q["answers"][0], "summary": summary,
-                             "contains_answer": metrics.contains_answer(summary, q["answers"]),
-                             "answer_recall": metrics.answer_recall(summary, q["answers"]),
-                             "other_answer_recall": metrics.answer_recall(summary, other["answers"]),
-                             "question_overlap": metrics.question_overlap(summary, q["question"]),
-                             "words": len(summary.split()), "query_sensitivity": varies})
-    return pd.DataFrame(rows)
-
-
-FOCUS_MEASURES = {"contains_answer": "contains the gold answer (%)",
-                  "answer_recall": "answer words recalled (%)",
-                  "other_answer_recall": "other question's answer words recalled (%)",
-                  "question_overlap": "question content words in the summary (%)",
-                  "query_sensitivity": "query sensitivity, 1 - ROUGE-L (%)",
-                  "words": "length (words)"}
-
-
-def focus_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95% bootstrap interval (over questions) of each measure, per model and input."""
-    table = metrics.interval_table(frame, ["model", "input"], FOCUS_MEASURES, scales={"words": 1.0})
-    return table.drop(columns="n", errors="ignore")
-
-
-def paired_difference(frame: pd.DataFrame, measure: str, first: tuple[str, str], second: tuple[str, str]) -> dict:
-    """Mean of ``measure`` under ``first`` minus under ``second`` ((model, input) each), paired by
-    question, in percent, with its 95% bootstrap interval."""
-    def values(model: str, kind: str) -> pd.Series:
-        part = frame[(frame["model"] == model) & (frame["input"] == kind)]
-        if part.empty:
-            raise ValueError(f"no rows for model {model!r} and input {kind!r}: models "
-                             f"{sorted(frame['model'].unique())}, inputs {list(INPUTS)}")
-        keys = [c for c in ("seed", "passage", "question_index") if c in part]
-        return part.set_index(keys)[measure].astype(float)
-
-    return metrics.paired_difference(100 * values(*first), 100 * values(*second))
 
 
 def rouge_scores(model: ReaderSum, documents: list[dict], max_source: int, progress: bool = True,

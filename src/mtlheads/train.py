@@ -231,7 +231,7 @@ def build_model(config: TrainConfig, train: list[dict], encoder: Encoder | None 
     encoder = encoder if encoder is not None else load_encoder(config.encoder)
     if config.freeze_word_embeddings:
         # about half of the encoder's weights: their gradient, clipping and AdamW update skipped
-        encoder.model.embeddings.word_embeddings.requires_grad_(False)
+        encoder.freeze_word_embeddings()
     decoders = {t: build_task(t, train, encoder.hidden_size) for t in config.tasks}
     if "srl" in decoders:
         decoders["srl"].unary_weight = config.srl_unary_loss
