@@ -142,6 +142,17 @@ def test_source_notebooks_are_stripped_and_parameterised():
         assert any("parameters" in c["metadata"].get("tags", []) for c in cells), notebook
 
 
+def test_the_parameters_and_setup_cells_are_folded_in_the_rendered_page():
+    """Each chapter's page opens with its prose: its parameters cell and its setup cell (the
+    profile's knobs, the runs and the glue of their settings) are folded (``hide-input``)."""
+    for notebook in chapter_notebooks():
+        code = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+        parameters, setup = code[0], code[1]
+        assert "parameters" in parameters["metadata"]["tags"], notebook
+        assert "profiles.for_chapter(" in "".join(setup["source"]), notebook
+        assert all("hide-input" in c["metadata"].get("tags", []) for c in (parameters, setup)), notebook
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", chapter_notebooks(), ids=lambda p: p.stem)
 def test_chapter_runs_at_smoke_and_glues_sane_values(notebook, tmp_path):
