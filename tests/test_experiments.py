@@ -3,7 +3,7 @@ import math
 import pytest
 
 from mtlheads import experiments
-from mtlheads.train import TrainConfig, TrainResult
+from mtlheads.train import TrainConfig, RunResult
 
 TASKS = ("pos", "ner", "dep", "con", "srl")
 METRIC = {"pos": "accuracy", "ner": "f1", "dep": "las", "con": "f1", "srl": "f1"}
@@ -11,10 +11,10 @@ METRIC = {"pos": "accuracy", "ner": "f1", "dep": "las", "con": "f1", "srl": "f1"
 
 def fake_run(tasks, seed, scores, mtl_mode="sample"):
     config = TrainConfig(tasks=tasks, seed=seed, mtl_mode=mtl_mode)
-    return TrainResult(config, test={t: {METRIC[t]: scores[t]} for t in tasks})
+    return RunResult(config, test={t: {METRIC[t]: scores[t]} for t in tasks})
 
 
-def fake_runs(stl: dict, mtl: dict) -> list[TrainResult]:
+def fake_runs(stl: dict, mtl: dict) -> list[RunResult]:
     """Per seed, five STL runs scoring stl[seed][task] and an MTL-5 run scoring mtl[seed][task]."""
     runs = []
     for seed in stl:

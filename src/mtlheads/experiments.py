@@ -15,7 +15,7 @@ from mtlheads.data.ewt5 import TASKS
 from mtlheads.encoder import fingerprint, load_encoder
 from mtlheads.gates import OPEN_THRESHOLD, evaluation_gates
 from mtlheads.tasks import TASK_CLASSES
-from mtlheads.train import TrainConfig, TrainResult, corpus_split, load_model, train_cached, train_many
+from mtlheads.train import TrainConfig, RunResult, corpus_split, load_model, train_cached, train_many
 
 # A profile's training knobs: the scale, and the two recipe changes short runs need.
 RUN_KNOBS = ("train_sentences", "dev_sentences", "test_sentences", "epochs", "evaluations", "patience",
@@ -44,17 +44,17 @@ def word_embedding_share(encoder: str) -> float:
     return load_encoder(encoder).word_embedding_share()
 
 
-def run_all(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[TrainResult]:
+def run_all(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[RunResult]:
     """Train (or fetch from the run cache) every config, in order, ``workers`` runs at a time."""
     return train_many(configs, corpus, workers)
 
 
-def setting(result: TrainResult) -> str:
+def setting(result: RunResult) -> str:
     """``STL``, ``MTL-5`` or ``MTL-5 joint``: the column a run belongs to."""
     return "STL" if len(result.config.tasks) == 1 else result.config.label
 
 
-def score_table(results: list[TrainResult], split: str = "test") -> pd.DataFrame:
+def score_table(results: list[RunResult], split: str = "test") -> pd.DataFrame:
     """Per task: mean and standard deviation over seeds of each setting, and each MTL's difference to STL."""
     rows = []
     for r in results:
@@ -93,14 +93,14 @@ def differences_beyond(table: pd.DataFrame, setting: str, factor: float) -> int:
     return int((diff > factor * noise).sum())  # NaN noise (one seed) compares False
 
 
-def dev_curves(results: list[TrainResult]) -> pd.DataFrame:
+def dev_curves(results: list[RunResult]) -> pd.DataFrame:
     """Long table of dev scores: task, setting, seed, epoch, score."""
     rows = [{"task": task, "setting": setting(r), "seed": r.config.seed, "epoch": point["epoch"], "score": score}
             for r in results for point in r.dev_curve for task, score in point["dev"].items()]
     return pd.DataFrame(rows)
 
 
-def timing_table(results: list[TrainResult]) -> pd.DataFrame:
+def timing_table(results: list[RunResult]) -> pd.DataFrame:
     """Training time and throughput per model (mean over seeds)."""
     rows = [{"model": r.config.label, "seed": r.config.seed, "train seconds": r.train_seconds, "steps": r.steps,
              "subwords/s": r.train_subwords / max(r.train_seconds, 1e-9), "best step": r.best_step}
@@ -108,7 +108,7 @@ def timing_table(results: list[TrainResult]) -> pd.DataFrame:
     return pd.DataFrame(rows).groupby("model", sort=False).mean(numeric_only=True).drop(columns="seed")
 
 
-def all_scores(results: list[TrainResult], split: str = "test") -> pd.DataFrame:
+def all_scores(results: list[RunResult], split: str = "test") -> pd.DataFrame:
     """Every metric of every run: one row per (run, task)."""
     rows = []
     for r in results:
@@ -154,12 +154,12 @@ def pruning_curve_configs(knobs: dict) -> list[TrainConfig]:
             for lam in knobs["pruning_lambdas"]]
 
 
-def gate_values(result: TrainResult) -> np.ndarray:
+def gate_values(result: RunResult) -> np.ndarray:
     """Evaluation-time gate values (layers, heads) of a gated run."""
     return evaluation_gates(result.state_dict["gates.log_alpha"].float()).numpy()
 
 
-def kept_heads(result: TrainResult) -> np.ndarray:
+def kept_heads(result: RunResult) -> np.ndarray:
     """Boolean (layers, heads): the heads a gated run keeps open (gate > 1e-3)."""
     return gate_values(result) > OPEN_THRESHOLD
 

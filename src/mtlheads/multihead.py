@@ -11,8 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import nn
@@ -21,6 +20,7 @@ from tqdm.auto import tqdm
 from mtlheads import devices
 from mtlheads.encoder import load_encoder
 from mtlheads.checks import Knob
+from mtlheads.runs import RunResult
 
 # The fields every multi-head run's config shares (chapters 6 and 7), with their valid values.
 RUN_RULES = {
@@ -102,18 +102,6 @@ def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: 
     return {"steps": total, "train_seconds": seconds, "losses": [{t: float(v) for t, v in d.items()} for d in losses]}
 
 
-@dataclass
-class RunResult:
-    """A trained multi-head model: its config, training cost, examples per task, losses and weights."""
-
-    config: Any
-    steps: int = 0
-    train_seconds: float = 0.0
-    examples: dict = field(default_factory=dict)  # per task
-    losses: list = field(default_factory=list)  # per step, {head: loss}
-    state_dict: dict | None = None
-
-
 def train_run(model: nn.Module, config, examples: list, collate: Callable[[list], dict], new: list[nn.Parameter],
               examples_per_task: dict, progress: bool = True) -> RunResult:
     """``fit`` with the optimisation settings of ``config`` (``epochs``, ``batch_size``, ``lr``,
@@ -121,8 +109,8 @@ def train_run(model: nn.Module, config, examples: list, collate: Callable[[list]
     run = fit(model, examples, collate, new, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
               lr_new=config.lr_new, warmup=config.warmup, clip=config.clip, seed=config.seed, desc=config.label,
               progress=progress, bf16=config.bf16)
-    return RunResult(config, run["steps"], run["train_seconds"], examples_per_task, run["losses"],
-                     devices.to_host(model.state_dict()))
+    return RunResult(config, steps=run["steps"], train_seconds=run["train_seconds"], examples=examples_per_task,
+                     losses=run["losses"], state_dict=devices.to_host(model.state_dict()))
 
 
 def restored(model: nn.Module, result: RunResult) -> nn.Module:

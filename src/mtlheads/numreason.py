@@ -31,6 +31,7 @@ from mtlheads.checks import Knob, check_fields
 from mtlheads.data import numeric, sources, squad
 from mtlheads.encoder import fingerprint
 from mtlheads.heads import BIOTaggingHead, GenerativeHead, tagging_plan
+from mtlheads.runs import RunResult
 
 TASKS = ("span", "arithmetic")
 TYPES = ("span", "generation")  # what the type head chooses between
@@ -242,7 +243,7 @@ def build(config: NumReasonConfig, encoder=None) -> NumReason:
     return multihead.built(NumReason, config, encoder)
 
 
-def train(config: NumReasonConfig, progress: bool = True, encoder=None) -> multihead.RunResult:
+def train(config: NumReasonConfig, progress: bool = True, encoder=None) -> RunResult:
     model = build(config, encoder)
     examples = training_examples(config, model.tokenizer)
     counts = {"span": sum(e["type"] == 0 for e in examples), "arithmetic": sum(e["type"] == 1 for e in examples)}
@@ -261,14 +262,14 @@ def profile_configs(knobs: dict) -> list[NumReasonConfig]:
             for seed in knobs["seeds"] for tasks in (TASKS, ("span",))]
 
 
-def train_cached(config: NumReasonConfig, progress: bool = True) -> multihead.RunResult:
+def train_cached(config: NumReasonConfig, progress: bool = True) -> RunResult:
     """``train`` through the run cache, keyed also by SQuAD's data version and the encoder's checkpoint."""
     return cache.cached("numreason", asdict(config), lambda: train(config, progress),
                         inputs={"squad": sources.data_version("SQuAD"), "encoder": fingerprint(config.encoder)},
                         code=[sys.modules[__name__]])
 
 
-def load(result: multihead.RunResult) -> NumReason:
+def load(result: RunResult) -> NumReason:
     return multihead.restored(build(result.config), result)
 
 

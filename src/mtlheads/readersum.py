@@ -25,6 +25,7 @@ from mtlheads.checks import Knob, check_fields
 from mtlheads.data import scitldr, sources, squad
 from mtlheads.encoder import fingerprint
 from mtlheads.heads import GenerativeHead, SpanQAHead
+from mtlheads.runs import RunResult
 
 TASKS = ("qa", "summ")
 
@@ -192,7 +193,7 @@ def build(config: ReaderSumConfig, encoder=None) -> ReaderSum:
     return multihead.built(ReaderSum, config, encoder)
 
 
-def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> multihead.RunResult:
+def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> RunResult:
     model = build(config, encoder)
     examples = training_examples(config, model.tokenizer)
     return multihead.train_run(model, config, examples, lambda chosen: collate(chosen, model.tokenizer.pad_token_id),
@@ -210,7 +211,7 @@ def profile_configs(knobs: dict) -> list[ReaderSumConfig]:
             for seed in knobs["seeds"] for tasks in (TASKS, ("summ",))]
 
 
-def train_cached(config: ReaderSumConfig, progress: bool = True) -> multihead.RunResult:
+def train_cached(config: ReaderSumConfig, progress: bool = True) -> RunResult:
     """``train`` through the run cache, keyed also by SQuAD's and SciTLDR's data versions and the
     encoder's checkpoint."""
     return cache.cached("readersum", asdict(config), lambda: train(config, progress),
@@ -219,7 +220,7 @@ def train_cached(config: ReaderSumConfig, progress: bool = True) -> multihead.Ru
                         code=[sys.modules[__name__]])
 
 
-def load(result: multihead.RunResult) -> ReaderSum:
+def load(result: RunResult) -> ReaderSum:
     return multihead.restored(build(result.config), result)
 
 

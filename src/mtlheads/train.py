@@ -25,7 +25,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Literal
 
 import numpy as np
@@ -38,6 +38,7 @@ from mtlheads.checks import Knob, check_fields
 from mtlheads.data import ewt5
 from mtlheads.encoder import Encoder, WordBatch, load_encoder
 from mtlheads.gates import HardConcreteGates
+from mtlheads.runs import RunResult
 from mtlheads.tasks import TASK_CLASSES, Task, build_task, check_tasks
 
 
@@ -200,24 +201,6 @@ def dev_score(config: TrainConfig, scores: dict[str, dict[str, float]]) -> float
     return float(np.mean([scores[t][TASK_CLASSES[t].metric] for t in config.tasks]))
 
 
-@dataclass
-class TrainResult:
-    config: TrainConfig
-    dev_curve: list[dict] = field(default_factory=list)  # {"step", "seconds", "dev": {task: score}}
-    best_step: int = 0
-    dev: dict = field(default_factory=dict)  # metrics at the best checkpoint
-    test: dict = field(default_factory=dict)
-    train_seconds: float = 0.0
-    steps: int = 0
-    train_sentences: int = 0
-    train_subwords: int = 0
-    state_dict: dict | None = None  # the best checkpoint's weights
-
-    def main_scores(self, split: str = "test") -> dict[str, float]:
-        scores = getattr(self, split)
-        return {t: scores[t][TASK_CLASSES[t].metric] for t in self.config.tasks}
-
-
 def corpus_split(corpus, split: str, limit: int | None) -> list[dict]:
     data = corpus[split]
     if limit is not None:
@@ -271,7 +254,7 @@ def planned_steps(config: TrainConfig, n_train: int) -> tuple[int, int]:
 
 
 def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Encoder | None = None,
-          on_step: Callable[[], None] | None = None) -> TrainResult:
+          on_step: Callable[[], None] | None = None) -> RunResult:
     """Fine-tune the encoder and decoders of ``config.tasks``; returns scores and the best weights.
     ``on_step`` is called after every optimiser step (a progress report from a worker process)."""
     set_seed(config.seed)
@@ -306,7 +289,7 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
     balancer = LossBalancer(config.tasks, config.loss_window)
     eval_at = set(np.linspace(0, total_steps, config.evaluations + 1, dtype=int)[1:].tolist())
 
-    result = TrainResult(config, train_sentences=len(train_set))
+    result = RunResult(config, train_sentences=len(train_set))
     best, best_state, since_best = -np.inf, None, 0
     queue: list[list[int]] = []
     start = time.perf_counter()
@@ -375,7 +358,7 @@ def run_inputs(config: TrainConfig) -> dict[str, str]:
 
 
 def train_cached(config: TrainConfig, corpus=None, progress: bool = True, cache_store: cache.RunCache | None = None,
-                 on_step: Callable[[], None] | None = None) -> TrainResult:
+                 on_step: Callable[[], None] | None = None) -> RunResult:
     """``train`` through the run cache: the same config, data, encoder and code return the stored
     run (the code: this module's import closure)."""
     return cache.cached("train", asdict(config), lambda: train(config, corpus, progress, on_step=on_step),
@@ -445,7 +428,7 @@ def _train_in_worker(config: TrainConfig) -> None:
     train_cached(config, _WORKER["corpus"], progress=False, on_step=lambda: reports.put(1))
 
 
-def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[TrainResult]:
+def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[RunResult]:
     """``train_cached`` for every config, in order. With ``workers`` > 1 the runs that are not
     cached train that many at a time in worker processes, each with an equal share of torch's
     threads: at small batches one run uses two cores only partly, so two one-thread runs side by
@@ -492,8 +475,8 @@ def _drain(reports) -> int:
             return n
 
 
-def load_model(result: TrainResult, corpus=None, device: str | None = None) -> MultiTaskModel:
-    """Rebuild a trained model from a ``TrainResult`` (label sets are re-read from the same data),
+def load_model(result: RunResult, corpus=None, device: str | None = None) -> MultiTaskModel:
+    """Rebuild a trained model from a ``RunResult`` (label sets are re-read from the same data),
     on ``device`` (None: the device it was trained on)."""
     corpus = corpus if corpus is not None else ewt5.load()
     model = build_model(result.config, corpus_split(corpus, "train", result.config.train_sentences))
