@@ -162,3 +162,22 @@ def test_encoding_without_gradients_takes_the_fused_kernel_with_the_same_states(
         fused = model.encode(batch["input_ids"], batch["attention_mask"])
     assert len(calls) == tiny.num_layers and torch.allclose(eager, fused, atol=1e-5)
     assert model.encoder.config._attn_implementation == dropout.ATTENTION  # restored
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default", "full"])
+def test_profile_configs_take_every_prefixed_knob_that_names_a_field(profile):
+    import dataclasses
+
+    from mtlheads import numreason, profiles
+
+    knobs = profiles.load(profile)
+    for module, cls, prefix in ((numreason, numreason.NumReasonConfig, "numreason"),
+                                (readersum, readersum.ReaderSumConfig, "readersum")):
+        configs = module.profile_configs(knobs)
+        assert len(configs) == 2 * len(knobs["seeds"]) and {c.tasks for c in configs} == {module.TASKS, configs[1].tasks}
+        named = {k[len(prefix) + 1:] for k in knobs if k.startswith(prefix + "_")}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert named & fields, prefix  # some knobs do reach the config
+        for c in configs:
+            assert all(getattr(c, f) == knobs[f"{prefix}_{f}"] for f in named & fields)
+            assert c.encoder == knobs["encoder"] and c.device == knobs["device"]

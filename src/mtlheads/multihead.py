@@ -8,6 +8,8 @@ rates, with a linear warm-up then linear decay.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import itertools
 import random
 import time
@@ -45,6 +47,17 @@ def built(model_class, config, encoder=None) -> nn.Module:
     torch.manual_seed(config.seed)
     model = model_class(encoder if encoder is not None else load_encoder(config.encoder), config)
     return model.to(devices.resolve(config.device))
+
+
+def profile_configs(config_class, knobs: dict, prefix: str, settings: tuple[tuple[str, ...], ...]) -> list:
+    """One ``config_class`` per seed of a profile and per tasks tuple of ``settings`` (in that
+    order): every knob named ``<prefix>_<field>`` for a field of the class, with the profile's
+    encoder, device and bf16; the other fields keep their defaults."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    chosen = {k[len(prefix) + 1:]: v for k, v in knobs.items()
+              if k.startswith(prefix + "_") and k[len(prefix) + 1:] in fields}
+    return [config_class(tasks=tasks, encoder=knobs["encoder"], seed=seed, device=knobs["device"], bf16=knobs["bf16"],
+                         **chosen) for seed in knobs["seeds"] for tasks in settings]
 
 
 def first_made(made, limit: int | None) -> list:
@@ -102,15 +115,18 @@ def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: 
     return {"steps": total, "train_seconds": seconds, "losses": [{t: float(v) for t, v in d.items()} for d in losses]}
 
 
-def train_run(model: nn.Module, config, examples: list, collate: Callable[[list], dict], new: list[nn.Parameter],
-              examples_per_task: dict, progress: bool = True) -> RunResult:
-    """``fit`` with the optimisation settings of ``config`` (``epochs``, ``batch_size``, ``lr``,
-    ``lr_new``, ``warmup``, ``clip``, ``seed``, ``label``); the trained weights in a ``RunResult``."""
-    run = fit(model, examples, collate, new, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-              lr_new=config.lr_new, warmup=config.warmup, clip=config.clip, seed=config.seed, desc=config.label,
-              progress=progress, bf16=config.bf16)
-    return RunResult(config, steps=run["steps"], train_seconds=run["train_seconds"], examples=examples_per_task,
-                     losses=run["losses"], state_dict=devices.to_host(model.state_dict()))
+def train_run(model: nn.Module, config, examples: list, progress: bool = True) -> RunResult:
+    """``fit`` a multi-head ``model`` on ``examples`` with the optimisation settings of ``config``
+    (``epochs``, ``batch_size``, ``lr``, ``lr_new``, ``warmup``, ``clip``, ``seed``, ``label``,
+    ``bf16``). The model says how: ``collate(examples)`` makes a batch, ``new_parameters()`` get
+    ``lr_new``, ``task_of(example)`` names an example's task. The trained weights in a ``RunResult``."""
+    run = fit(model, examples, model.collate, model.new_parameters(), epochs=config.epochs,
+              batch_size=config.batch_size, lr=config.lr, lr_new=config.lr_new, warmup=config.warmup, clip=config.clip,
+              seed=config.seed, desc=config.label, progress=progress, bf16=config.bf16)
+    counts = collections.Counter(model.task_of(e) for e in examples)
+    return RunResult(config, steps=run["steps"], train_seconds=run["train_seconds"],
+                     examples={t: counts[t] for t in config.tasks}, losses=run["losses"],
+                     state_dict=devices.to_host(model.state_dict()))
 
 
 def restored(model: nn.Module, result: RunResult) -> nn.Module:

@@ -96,7 +96,15 @@ class NumReason(nn.Module):
         encoder.freeze_bottom(config.frozen_layers)
         dropout.install(self)
 
+    def collate(self, examples: list[dict]) -> dict:
+        return collate(examples, self.tokenizer.pad_token_id)
+
+    @staticmethod
+    def task_of(example: dict) -> str:
+        return TASKS[example["type"]]
+
     def new_parameters(self) -> list[nn.Parameter]:
+        """The layers that start untrained (they get ``lr_new``)."""
         out = list(self.spans.parameters())
         if self.generative is not None:
             out += list(self.type_head.parameters()) + self.generative.new_parameters()
@@ -245,21 +253,13 @@ def build(config: NumReasonConfig, encoder=None) -> NumReason:
 
 def train(config: NumReasonConfig, progress: bool = True, encoder=None) -> RunResult:
     model = build(config, encoder)
-    examples = training_examples(config, model.tokenizer)
-    counts = {"span": sum(e["type"] == 0 for e in examples), "arithmetic": sum(e["type"] == 1 for e in examples)}
-    return multihead.train_run(model, config, examples, lambda chosen: collate(chosen, model.tokenizer.pad_token_id),
-                               model.new_parameters(), {t: counts[t] for t in config.tasks}, progress)
+    return multihead.train_run(model, config, training_examples(config, model.tokenizer), progress)
 
 
 def profile_configs(knobs: dict) -> list[NumReasonConfig]:
-    """The three-head model and the span-only control for every seed of a profile."""
-    return [NumReasonConfig(tasks=tasks, encoder=knobs["encoder"], seed=seed, span_examples=knobs["numreason_span_examples"],
-                            arithmetic_examples=knobs["numreason_arithmetic_examples"],
-                            epochs=knobs["numreason_epochs"], batch_size=knobs["numreason_batch_size"],
-                            max_source=knobs["numreason_max_source"], frozen_layers=knobs["numreason_frozen_layers"],
-                            lr=knobs["numreason_lr"], lr_new=knobs["numreason_lr_new"], device=knobs["device"],
-                            bf16=knobs["bf16"])
-            for seed in knobs["seeds"] for tasks in (TASKS, ("span",))]
+    """The three-head model and the span-only control for every seed of a profile, from its
+    ``numreason_*`` knobs."""
+    return multihead.profile_configs(NumReasonConfig, knobs, "numreason", (TASKS, ("span",)))
 
 
 def train_cached(config: NumReasonConfig, progress: bool = True) -> RunResult:

@@ -82,6 +82,17 @@ class ReaderSum(nn.Module):
         encoder.freeze_bottom(config.frozen_layers)
         dropout.install(self)
 
+    def collate(self, examples: list[dict]) -> dict:
+        return collate(examples, self.tokenizer.pad_token_id)
+
+    @staticmethod
+    def task_of(example: dict) -> str:
+        return example["task"]
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """The layers that start untrained (they get ``lr_new``)."""
+        return list(self.qa.parameters()) + self.summarizer.new_parameters()
+
     def encode(self, input_ids, attention_mask) -> torch.Tensor:
         """Subword states (batch, subwords, hidden), the inputs moved to the model's device."""
         return self.encoder.subword_states(input_ids, attention_mask)
@@ -195,20 +206,13 @@ def build(config: ReaderSumConfig, encoder=None) -> ReaderSum:
 
 def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> RunResult:
     model = build(config, encoder)
-    examples = training_examples(config, model.tokenizer)
-    return multihead.train_run(model, config, examples, lambda chosen: collate(chosen, model.tokenizer.pad_token_id),
-                               list(model.qa.parameters()) + model.summarizer.new_parameters(),
-                               {t: sum(e["task"] == t for e in examples) for t in config.tasks}, progress)
+    return multihead.train_run(model, config, training_examples(config, model.tokenizer), progress)
 
 
 def profile_configs(knobs: dict) -> list[ReaderSumConfig]:
-    """The multi-task model and the control for every seed of a profile (``profiles.load``)."""
-    return [ReaderSumConfig(tasks=tasks, encoder=knobs["encoder"], seed=seed, qa_examples=knobs["readersum_qa_examples"],
-                            summ_examples=knobs["readersum_summ_examples"], epochs=knobs["readersum_epochs"],
-                            batch_size=knobs["readersum_batch_size"], max_source=knobs["readersum_max_source"],
-                            frozen_layers=knobs["readersum_frozen_layers"], lr=knobs["readersum_lr"],
-                            device=knobs["device"], bf16=knobs["bf16"])
-            for seed in knobs["seeds"] for tasks in (TASKS, ("summ",))]
+    """The multi-task model and the control for every seed of a profile (``profiles.load``),
+    from its ``readersum_*`` knobs."""
+    return multihead.profile_configs(ReaderSumConfig, knobs, "readersum", (TASKS, ("summ",)))
 
 
 def train_cached(config: ReaderSumConfig, progress: bool = True) -> RunResult:
