@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import devices
+from mtlheads import devices, optim
 from mtlheads.encoder import load_encoder
 from mtlheads.checks import Knob
 from mtlheads.runs import RunResult
@@ -83,10 +83,8 @@ def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: 
     total = max(1, round(epochs * -(-len(examples) // batch_size)))
     new_ids = {id(p) for p in new}
     pretrained = [p for p in model.parameters() if id(p) not in new_ids and p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": pretrained, "lr": lr}, {"params": new, "lr": lr_new}], fused=True)
-    warm = max(1, int(warmup * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+    optimizer = optim.adamw([{"params": pretrained, "lr": lr}, {"params": new, "lr": lr_new}])
+    schedule = optim.warmup_then_decay(optimizer, total, warmup)
     device = devices.module_device(model)
     model.train()
     losses = []
