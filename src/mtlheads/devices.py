@@ -41,6 +41,13 @@ def canonical(name: Any) -> str:
     return name
 
 
+def settle(config) -> None:
+    """For a frozen config's ``__post_init__``: its ``device`` resolved (``canonical``) and its
+    ``bf16`` kept only where autocast applies (CUDA), so the stored config says how the run ran."""
+    object.__setattr__(config, "device", canonical(config.device))
+    object.__setattr__(config, "bf16", uses_bf16(config.device, config.bf16))
+
+
 def resolve(name: str) -> torch.device:
     return torch.device(canonical(name))
 

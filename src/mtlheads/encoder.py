@@ -5,9 +5,9 @@ same rate (``mtlheads.dropout``), and evaluation passes run the fused attention 
 hooks capture, per layer:
 - the attention maps of every head (a layer's self-attention returns them with eager attention);
 - the per-head context vectors, i.e. the attention-weighted values that enter the attention
-  output projection. A forward pre-hook on that projection reads
-  them and, when head gates are set, multiplies each head's slice by its gate. This is how
-  heads are masked or pruned (transformers 5.x ignores ``head_mask``).
+  output projection. A forward pre-hook on that projection reads them and, when head gates are
+  set, multiplies each head's slice by its gate. This is how heads are masked or pruned
+  (transformers 5.x ignores ``head_mask``).
 
 This module is the one adapter every model uses: ``ARCHITECTURES`` holds the module paths of
 each supported architecture, and ``Encoder`` gives its parts by role (layers, embeddings, a

@@ -34,13 +34,6 @@ RUN_RULES = {
 }
 
 
-def settle_device(config) -> None:
-    """For a config's ``__post_init__``: its ``device`` resolved (``devices.canonical``) and ``bf16``
-    kept only where autocast applies (CUDA), so the stored config says how the run ran."""
-    object.__setattr__(config, "device", devices.canonical(config.device))
-    object.__setattr__(config, "bf16", devices.uses_bf16(config.device, config.bf16))
-
-
 def built(model_class, config, encoder=None) -> nn.Module:
     """``model_class(encoder, config)`` with torch seeded by ``config.seed``, on the config's
     device; the encoder is the one given (a tiny test encoder, say) or ``config.encoder`` loaded."""

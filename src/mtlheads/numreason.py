@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, dropout, multihead
+from mtlheads import cache, devices, dropout, multihead
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import numeric, sources, squad
 from mtlheads.encoder import fingerprint
@@ -67,7 +67,7 @@ class NumReasonConfig:
             raise ValueError(f"tasks must include 'span' and come from {TASKS}, not {self.tasks!r}")
         check_fields(self, {**multihead.RUN_RULES, "span_examples": Knob("int", low=1, nullable=True),
                             "arithmetic_examples": Knob("int", low=1, nullable=True), "max_answer": Knob("int", low=3)})
-        multihead.settle_device(self)
+        devices.settle(self)
 
     @property
     def label(self) -> str:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, dropout, metrics, multihead
+from mtlheads import cache, devices, dropout, metrics, multihead
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import scitldr, sources, squad
 from mtlheads.encoder import fingerprint
@@ -63,7 +63,7 @@ class ReaderSumConfig:
         check_fields(self, {**multihead.RUN_RULES, "qa_examples": Knob("int", low=1, nullable=True),
                             "summ_examples": Knob("int", low=1, nullable=True), "max_summary": Knob("int", low=3),
                             "copy": Knob("bool"), "output_vocab": Knob("int", low=1, nullable=True)})
-        multihead.settle_device(self)
+        devices.settle(self)
 
     @property
     def label(self) -> str:

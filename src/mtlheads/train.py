@@ -74,8 +74,7 @@ class TrainConfig:
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(check_tasks(self.tasks)))
         check_fields(self, TRAIN_RULES)
-        object.__setattr__(self, "device", devices.canonical(self.device))
-        object.__setattr__(self, "bf16", devices.uses_bf16(self.device, self.bf16))
+        devices.settle(self)
 
     @property
     def label(self) -> str:
@@ -150,8 +149,8 @@ class LossBalancer:
     """Per-task weights from moving averages of the last ``window`` losses (the paper's weighting).
 
     Losses may be floats or 0-dim tensors. Tensors stay where they are (on a GPU, no step waits
-    to read a loss back) and are averaged in float64, one addition after another, so the weights
-    equal those of the same losses as Python floats to the last bit."""
+    to read a loss back) and are averaged in float64, so the weights equal those of the same
+    losses as Python floats to the last bit (``sum`` adds one after another either way)."""
 
     def __init__(self, tasks, window: int = 5):
         self.history = {t: deque(maxlen=window) for t in tasks}
@@ -160,18 +159,10 @@ class LossBalancer:
         self.history[task].append(loss.detach().double() if isinstance(loss, torch.Tensor) else loss)
 
     def weight(self, task: str):
-        averages = {t: _sequential_sum(h) / len(h) for t, h in self.history.items() if h}
+        averages = {t: sum(h) / len(h) for t, h in self.history.items() if h}
         if task not in averages or len(averages) < len(self.history):
             return 1.0  # until every task has a loss, weigh them equally
-        return _sequential_sum(averages.values()) / averages[task]
-
-
-def _sequential_sum(values):
-    values = iter(values)
-    total = next(values)
-    for v in values:
-        total = total + v
-    return total
+        return sum(averages.values()) / averages[task]
 
 
 def sampling_probabilities(batches: dict[str, int], temperature: float) -> dict[str, float]:
