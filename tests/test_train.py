@@ -201,3 +201,27 @@ def _running(process) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_optimise_clips_steps_every_optimiser_and_stops_when_asked():
+    """The one training loop: each step clips the named parameters' gradient norm, steps every
+    optimiser and the schedule, and stops at the step ``after_step`` says."""
+    from mtlheads import optim
+
+    torch.manual_seed(0)
+    clipped, other = torch.nn.Parameter(torch.randn(4)), torch.nn.Parameter(torch.randn(4))
+    first, second = torch.optim.SGD([clipped], lr=1.0), torch.optim.SGD([other], lr=1.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(first, lambda s: 1.0)
+    before = clipped.detach().clone(), other.detach().clone()
+    seen = []
+
+    def step_loss(step):
+        loss = 100 * (clipped.sum() + other.sum())
+        return loss, {"loss": loss.detach()}
+
+    ran = optim.optimise(5, step_loss, [first, second], schedule, [clipped], 0.1, torch.device("cpu"), "t",
+                         progress=False, after_step=lambda s: seen.append(s) or s == 3)
+    assert ran == 3 and seen == [1, 2, 3] and schedule.last_epoch == 3
+    # the clipped parameter moved 0.1 a step (norm), the other one by its raw gradient (100 each)
+    assert torch.linalg.vector_norm(before[0] - clipped.detach()).item() == pytest.approx(0.3, rel=1e-5)
+    assert torch.allclose(before[1] - other.detach(), torch.full((4,), 300.0))

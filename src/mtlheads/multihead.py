@@ -3,7 +3,8 @@
 A model passed to ``fit`` has ``losses(batch) -> {head: loss}``: one encoder pass over a batch
 whose examples belong to different heads, each head's loss over its own rows. The step's loss
 is the sum. Pretrained parameters and new ones (the heads' fresh layers) get their own learning
-rates, with a linear warm-up then linear decay.
+rates, with a linear warm-up then linear decay. The steps run through the book's one training
+loop, ``optim.optimise``, as the Stem Cell trainer's do.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from mtlheads import devices, optim
 from mtlheads.encoder import load_encoder
@@ -82,9 +82,9 @@ def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: 
     model.train()
     losses = []
     order: list[int] = []
-    start = time.perf_counter()
-    bar = tqdm(range(1, total + 1), desc=desc, disable=not progress)
-    for step in bar:
+
+    def batch_loss(step: int):
+        nonlocal order
         if not order:
             order = list(range(len(examples)))
             rng.shuffle(order)
@@ -92,15 +92,11 @@ def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: 
         batch = devices.move(collate([examples[i] for i in chosen]), device)
         with devices.autocast(device, bf16):
             parts = {t: v.float() for t, v in model.losses(batch).items()}
-        optimizer.zero_grad(set_to_none=True)
-        sum(parts.values()).backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        schedule.step()
         losses.append({t: v.detach() for t, v in parts.items()})
-        if progress and (step % 10 == 0 or step == total):  # a read back, so not every step
-            bar.set_postfix({t: f"{float(v):.2f}" for t, v in losses[-1].items()})
-    devices.synchronize(device)
+        return sum(parts.values()), losses[-1]
+
+    start = time.perf_counter()
+    optim.optimise(total, batch_loss, [optimizer], schedule, list(model.parameters()), clip, device, desc, progress)
     seconds = time.perf_counter() - start
     model.eval()
     return {"steps": total, "train_seconds": seconds, "losses": [{t: float(v) for t, v in d.items()} for d in losses]}

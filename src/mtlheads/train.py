@@ -10,6 +10,7 @@ proportional to (its number of batches)^0.8, its loss weighted by
 ``w_t = sum_k avg5(L_k) / avg5(L_t)`` (moving averages of each task's last five losses).
 ``mtl_mode="joint"``: EWT5 annotates all tasks on the same sentences, so one encoder pass can
 serve all of them; the step's loss is the sum of the tasks' losses with the same weights.
+The steps run through the book's one training loop, ``optim.optimise``.
 """
 
 from __future__ import annotations
@@ -282,12 +283,12 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
     queue: list[list[int]] = []
     start = time.perf_counter()
     eval_seconds = 0.0
-    bar = tqdm(total=total_steps, desc=config.label, disable=not progress)
-    for step in range(1, total_steps + 1):
+
+    def batch_loss(step: int):
+        nonlocal queue
         if not queue:
             queue = length_buckets(lengths, config.batch_size, rng)
-        idx = queue.pop()
-        sentences = [train_set[i] for i in idx]
+        sentences = [train_set[i] for i in queue.pop()]
         model.train()
         batch = word_dropout(enc.tokenize([s["tokens"] for s in sentences]), config.word_dropout,
                              tok.mask_token_id, special, generator)
@@ -299,39 +300,34 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
             chosen = list(config.tasks)
         targets = {name: model.decoders[name].targets(sentences, num_words) for name in chosen}
         loss = step_loss(model, batch, targets, balancer if multi else None, config.gate_lambda, config.bf16)
-        optimizer.zero_grad(set_to_none=True)
-        if gate_optimizer is not None:
-            gate_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(trained, config.clip)
-        optimizer.step()
-        schedule.step()
-        if gate_optimizer is not None:
-            gate_optimizer.step()
-        bar.update(1)
-        if progress and (step % 10 == 0 or step == total_steps):  # a read back, so not every step
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+        return loss, {"loss": loss.detach()}
+
+    def after_step(step: int) -> bool:
+        """A dev evaluation where one is due; True when patience has run out."""
+        nonlocal best, best_state, since_best, eval_seconds
         if on_step is not None:
             on_step()
-        if step in eval_at:
-            devices.synchronize(model_device)  # the queued steps count as training time
-            t0 = time.perf_counter()
-            scores = evaluate(model, dev_set)
-            eval_seconds += time.perf_counter() - t0
-            score = dev_score(config, scores)
-            result.dev_curve.append({"step": step, "epoch": step / steps_per_epoch,
-                                     "seconds": time.perf_counter() - start - eval_seconds,
-                                     "dev": {t: scores[t][TASK_CLASSES[t].metric] for t in config.tasks}})
-            if score > best:
-                best, since_best = score, 0
-                best_state = devices.to_host(model.state_dict())
-                result.best_step, result.dev = step, scores
-            else:
-                since_best += 1
-                if config.patience is not None and since_best >= config.patience:
-                    break
-    bar.close()
-    devices.synchronize(model_device)
+        if step not in eval_at:
+            return False
+        devices.synchronize(model_device)  # the queued steps count as training time
+        t0 = time.perf_counter()
+        scores = evaluate(model, dev_set)
+        eval_seconds += time.perf_counter() - t0
+        score = dev_score(config, scores)
+        result.dev_curve.append({"step": step, "epoch": step / steps_per_epoch,
+                                 "seconds": time.perf_counter() - start - eval_seconds,
+                                 "dev": {t: scores[t][TASK_CLASSES[t].metric] for t in config.tasks}})
+        if score > best:
+            best, since_best = score, 0
+            best_state = devices.to_host(model.state_dict())
+            result.best_step, result.dev = step, scores
+            return False
+        since_best += 1
+        return config.patience is not None and since_best >= config.patience
+
+    optimizers = [optimizer] + ([gate_optimizer] if gate_optimizer is not None else [])
+    step = optim.optimise(total_steps, batch_loss, optimizers, schedule, trained, config.clip, model_device,
+                          config.label, progress, after_step)
     result.steps = step
     result.train_seconds = time.perf_counter() - start - eval_seconds
     model.load_state_dict(best_state)
