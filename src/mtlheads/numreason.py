@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from mtlheads import cache, devices, dropout, multihead
 from mtlheads.checks import Knob, check_fields
-from mtlheads.data import numeric, sources, squad
+from mtlheads.data import numeric, pairs, sources, squad
 from mtlheads.encoder import fingerprint
 from mtlheads.heads import BIOTaggingHead, GenerativeHead, tagging_plan
 from mtlheads.runs import RunResult
@@ -133,50 +133,29 @@ class NumReason(nn.Module):
 
 # Examples ---------------------------------------------------------------------------------------
 
-def encode_pair(tokenizer, question: str, context: str, max_source: int) -> dict:
-    """Ids of ``question [SEP] context`` (the context truncated), each token's part (0 question,
-    1 context, None special) and character offsets within its part."""
-    enc = tokenizer(question, context, truncation="only_second", max_length=max_source, return_offsets_mapping=True)
-    return {"input_ids": enc["input_ids"], "parts": enc.sequence_ids(), "offsets": enc["offset_mapping"]}
-
-
-def token_range(encoded: dict, part: int, start: int, end: int) -> tuple[int, int] | None:
-    """The inclusive token positions covering characters [start, end) of ``part``; None if the
-    range is (partly) cut off by truncation."""
-    inside = [i for i, (p, (a, b)) in enumerate(zip(encoded["parts"], encoded["offsets"]))
-              if p == part and a < end and b > start]
-    if not inside or encoded["offsets"][inside[-1]][1] < end:
-        return None
-    return inside[0], inside[-1]
-
-
-def _tag_mask(encoded: dict) -> list[bool]:
-    return [p is not None for p in encoded["parts"]]
-
-
 def span_example(tokenizer, question: dict, max_source: int) -> dict | None:
     """A SQuAD question with every whole-word occurrence of its first answer in the passage; None
     when truncation leaves no occurrence."""
-    encoded = encode_pair(tokenizer, question["question"], question["context"], max_source)
+    encoded = pairs.encode(tokenizer, question["question"], question["context"], max_source)
     text = question["answers"][0]
-    occurrences = [token_range(encoded, 1, m.start(), m.end())
+    occurrences = [pairs.token_range(encoded, pairs.SECOND, m.start(), m.end())
                    for m in re.finditer(rf"(?<!\w){re.escape(text)}(?!\w)", question["context"])]
     occurrences = [o for o in occurrences if o is not None]
     if not occurrences:
         return None
-    return {"input_ids": encoded["input_ids"], "tag_mask": _tag_mask(encoded), "answers": [occurrences], "type": 0}
+    return {"input_ids": encoded.input_ids, "tag_mask": encoded.mask(), "answers": [occurrences], "type": 0}
 
 
 def arithmetic_example(tokenizer, item: dict, max_source: int, max_answer: int) -> dict | None:
     """An arithmetic question with its answer as digit tokens; None when truncation cuts off an
     argument or the answer has too many digits."""
-    encoded = encode_pair(tokenizer, item["question"], item["context"], max_source)
-    if any(token_range(encoded, 1, m.start, m.end) is None for m in item["arguments"]):
+    encoded = pairs.encode(tokenizer, item["question"], item["context"], max_source)
+    if any(pairs.token_range(encoded, pairs.SECOND, m.start, m.end) is None for m in item["arguments"]):
         return None
     target = [tokenizer.cls_token_id, *tokenizer.convert_tokens_to_ids(list(item["answer"])), tokenizer.sep_token_id]
     if len(target) > max_answer or tokenizer.unk_token_id in target:
         return None
-    return {"input_ids": encoded["input_ids"], "tag_mask": _tag_mask(encoded), "answers": [], "type": 1,
+    return {"input_ids": encoded.input_ids, "tag_mask": encoded.mask(), "answers": [], "type": 1,
             "target": target}
 
 
@@ -303,32 +282,30 @@ def predict(model: NumReason, items: list[dict], max_source: int, batch_size: in
     out: list[dict | None] = [None] * len(items)
     order = sorted(range(len(items)), key=lambda i: len(items[i]["question"]) + len(items[i]["context"]))
     for chunk in tqdm(list(multihead.batches(order, batch_size)), desc=desc, disable=not progress, leave=False):
-        enc = tok([items[i]["question"] for i in chunk], [items[i]["context"] for i in chunk], truncation="only_second",
-                  max_length=max_source, padding=True, return_offsets_mapping=True, return_tensors="pt")
-        parts = [enc.sequence_ids(r) for r in range(len(chunk))]
-        states = model.encode(enc["input_ids"], enc["attention_mask"])
-        tag_mask = torch.tensor([[p is not None for p in row] for row in parts], device=states.device)
+        enc = pairs.encode_batch(tok, [items[i]["question"] for i in chunk], [items[i]["context"] for i in chunk],
+                                 max_source)
+        states = model.encode(enc.input_ids, enc.attention_mask)
+        tag_mask = enc.mask(device=states.device)
         spans = model.spans.decode(states, tag_mask)
         tagged = (1 - model.spans(states)[..., BIOTaggingHead.O].exp()).tolist()  # P(B or I) per token
         generated, p_generation = [None] * len(chunk), [0.0] * len(chunk)
         if model.generative is not None:
-            ids = model.generative.generate(states, enc["attention_mask"].bool().to(states.device), tok.cls_token_id,
+            ids = model.generative.generate(states, enc.attention_mask.to(states.device), tok.cls_token_id,
                                             tok.sep_token_id, max_new=model.generative.max_length - 1)
             generated = ["".join(tok.convert_ids_to_tokens(row)) for row in ids]
             p_generation = model.type_head(states[:, 0]).softmax(-1)[:, 1].tolist()
         for r, i in enumerate(chunk):
-            found = []
+            row, found = enc.rows[r], []
             for s, e in spans[r]:
-                part = parts[r][s]
-                text = items[i]["question" if part == 0 else "context"]
-                a, b = word_span(text, int(enc["offset_mapping"][r, s, 0]), int(enc["offset_mapping"][r, e, 1]))
-                span = {"part": "question" if part == 0 else "context", "start": a, "end": b, "text": text[a:b]}
+                part = "question" if row.parts[s] == pairs.FIRST else "context"
+                text = items[i][part]
+                a, b = word_span(text, *pairs.char_span(row, s, e))
+                span = {"part": part, "start": a, "end": b, "text": text[a:b]}
                 if b > a and span not in found:
                     found.append(span)
-            encoded = {"parts": parts[r], "offsets": enc["offset_mapping"][r].tolist()}
             numbers = []
             for m in numeric.mentions(items[i]["context"]):
-                place = token_range(encoded, 1, m.start, m.end)
+                place = pairs.token_range(row, pairs.SECOND, m.start, m.end)
                 if place is not None:
                     numbers.append({"text": m.text, "value": m.value, "score": max(tagged[r][place[0]:place[1] + 1])})
             numbers.sort(key=lambda n: -n["score"])

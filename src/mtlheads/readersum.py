@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from mtlheads import cache, devices, dropout, metrics, multihead
 from mtlheads.checks import Knob, check_fields
-from mtlheads.data import scitldr, sources, squad
+from mtlheads.data import pairs, scitldr, sources, squad
 from mtlheads.encoder import fingerprint
 from mtlheads.heads import GenerativeHead, SpanQAHead
 from mtlheads.runs import RunResult
@@ -118,23 +118,13 @@ class ReaderSum(nn.Module):
 def qa_example(tokenizer, question: dict, max_source: int) -> dict | None:
     """Token ids of ``question [SEP] context`` with the first answer's subword span; None when
     truncation cuts the answer off."""
-    enc = tokenizer(question["question"], question["context"], truncation="only_second", max_length=max_source,
-                    return_offsets_mapping=True)
+    encoded = pairs.encode(tokenizer, question["question"], question["context"], max_source)
     start_char = question["answer_start"]
-    end_char = start_char + len(question["answers"][0])
-    sequence = enc.sequence_ids()
-    start = end = None
-    for i, ((a, b), s) in enumerate(zip(enc["offset_mapping"], sequence)):
-        if s != 1:
-            continue
-        if start is None and a <= start_char < b:
-            start = i
-        if a < end_char <= b:
-            end = i
-    if start is None or end is None or end < start:
+    place = pairs.token_range(encoded, pairs.SECOND, start_char, start_char + len(question["answers"][0]))
+    if place is None:
         return None
-    return {"input_ids": enc["input_ids"], "context_mask": [s == 1 for s in sequence], "start": start, "end": end,
-            "task": "qa"}
+    return {"input_ids": encoded.input_ids, "context_mask": encoded.mask(pairs.SECOND), "start": place[0],
+            "end": place[1], "task": "qa"}
 
 
 def summary_vocabulary(tokenizer, size: int) -> torch.Tensor:
@@ -242,16 +232,12 @@ def summarize(model: ReaderSum, inputs: list[tuple[str, str | None]], max_source
     groups = [[i for i, (_, b) in enumerate(inputs) if b is None], [i for i, (_, b) in enumerate(inputs) if b is not None]]
     chunks = [chunk for group in groups for chunk in multihead.batches(group, batch_size)]
     for chunk in tqdm(chunks, desc=desc, disable=not progress, leave=False):
-        firsts = [inputs[i][0] for i in chunk]
-        if inputs[chunk[0]][1] is None:
-            enc = tok(firsts, truncation=True, max_length=max_source, padding=True, return_tensors="pt")
-        else:
-            enc = tok(firsts, [inputs[i][1] for i in chunk], truncation="only_second", max_length=max_source,
-                      padding=True, return_tensors="pt")
-        states = model.encode(enc["input_ids"], enc["attention_mask"])
-        ids = model.summarizer.generate(states, enc["attention_mask"].bool().to(states.device), tok.cls_token_id,
+        seconds = None if inputs[chunk[0]][1] is None else [inputs[i][1] for i in chunk]
+        enc = pairs.encode_batch(tok, [inputs[i][0] for i in chunk], seconds, max_source)
+        states = model.encode(enc.input_ids, enc.attention_mask)
+        ids = model.summarizer.generate(states, enc.attention_mask.to(states.device), tok.cls_token_id,
                                         tok.sep_token_id, max_new=max_new, beams=beams,
-                                        source=enc["input_ids"].to(states.device), no_repeat=no_repeat)
+                                        source=enc.input_ids.to(states.device), no_repeat=no_repeat)
         for i, text in zip(chunk, tok.batch_decode(ids, skip_special_tokens=True)):
             out[i] = text
     return out
@@ -264,14 +250,10 @@ def answer(model: ReaderSum, questions: list[dict], max_source: int, batch_size:
     tok = model.tokenizer
     out: list[str] = []
     for chunk in tqdm(list(multihead.batches(questions, batch_size)), desc="answers", disable=not progress, leave=False):
-        enc = tok([q["question"] for q in chunk], [q["context"] for q in chunk], truncation="only_second",
-                  max_length=max_source, padding=True, return_offsets_mapping=True, return_tensors="pt")
-        states = model.encode(enc["input_ids"], enc["attention_mask"])
-        context_mask = torch.tensor([[s == 1 for s in enc.sequence_ids(i)] for i in range(len(chunk))],
-                                    device=states.device)
-        for i, (s, e) in enumerate(model.qa.decode(states, context_mask)):
-            offsets = enc["offset_mapping"][i]
-            out.append(chunk[i]["context"][int(offsets[s][0]):int(offsets[e][1])])
+        enc = pairs.encode_batch(tok, [q["question"] for q in chunk], [q["context"] for q in chunk], max_source)
+        states = model.encode(enc.input_ids, enc.attention_mask)
+        for q, row, (s, e) in zip(chunk, enc.rows, model.qa.decode(states, enc.mask(pairs.SECOND, states.device))):
+            out.append(q["context"][slice(*pairs.char_span(row, s, e))])
     return out
 
 
