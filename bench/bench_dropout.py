@@ -54,8 +54,7 @@ def readersum_step_seconds(knobs: dict, steps: int, rounds: int) -> dict[bool, f
     config = readersum.profile_configs(knobs)[0]
     model = readersum.build(config)
     examples = readersum.training_examples(config, model.tokenizer)[:(steps + 1) * config.batch_size]
-    batches = [readersum.collate(examples[i:i + config.batch_size], model.tokenizer.pad_token_id)
-               for i in range(0, len(examples), config.batch_size)]
+    batches = [model.collate(examples[i:i + config.batch_size]) for i in range(0, len(examples), config.batch_size)]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, fused=True)
     model.train()
 

@@ -32,7 +32,7 @@ def main() -> None:
     docs = [d["document"] for d in scitldr.load("test")[:args.documents]]
     enc = tok(docs, truncation=True, max_length=config.max_source, padding=True, return_tensors="pt")
     with torch.no_grad():
-        states = model.encode(enc["input_ids"], enc["attention_mask"])
+        states = model.subword_states(enc["input_ids"], enc["attention_mask"])
     mask = enc["attention_mask"].bool()
     # Decode the full length: without an end token, every setting runs max_new steps.
     never = tok.vocab_size + 1
@@ -40,8 +40,8 @@ def main() -> None:
     for beams in (1, 4):
         for use_cache in (True, False):
             start = time.perf_counter()
-            out = model.summarizer.generate(states, mask, tok.cls_token_id, never, max_new=args.max_new, beams=beams,
-                                            use_cache=use_cache, source=enc["input_ids"])
+            out = model.decoders["summ"].generate(states, mask, tok.cls_token_id, never, max_new=args.max_new,
+                                                 beams=beams, use_cache=use_cache, source=enc["input_ids"])
             seconds = time.perf_counter() - start
             rows[(beams, use_cache)] = (seconds, sum(len(o) for o in out))
     print(f"{args.documents} abstracts, {args.max_new} tokens each, encoder pass excluded:")

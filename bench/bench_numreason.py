@@ -1,7 +1,7 @@
 """Throughput of chapter 6's three-head model (span, generative, type heads on MiniLM), each
 against a baseline run in the same process on the same SQuAD and arithmetic examples:
 
-- training steps (examples/s): batches padded to their longest input, as ``numreason.collate``
+- training steps (examples/s): batches padded to their longest input, as ``MultiTaskModel.collate``
   does, against batches padded to the maximum input length (``padding="max_length"``, the
   default of transformers' QA examples);
 - inference (questions/s): ``numreason.predict`` (inputs sorted by length, one encoder pass for
@@ -31,9 +31,9 @@ def padded_to(examples: list[dict], width: int, pad_id: int) -> list[dict]:
              "tag_mask": e["tag_mask"] + [False] * (width - len(e["tag_mask"]))} for e in examples]
 
 
-def collate_max_length(examples: list[dict], pad_id: int, width: int) -> dict:
+def collate_max_length(model, examples: list[dict], pad_id: int, width: int) -> dict:
     lengths = [len(e["input_ids"]) for e in examples]
-    batch = numreason.collate(padded_to(examples, width, pad_id), pad_id)
+    batch = model.collate(padded_to(examples, width, pad_id))
     batch["attention_mask"] = torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]
     return batch
 
@@ -61,10 +61,11 @@ def predict_per_head(model, items: list[dict], max_source: int, batch_size: int 
         enc = tok([c["question"] for c in chunk], [c["context"] for c in chunk], truncation="only_second",
                   max_length=max_source, padding="max_length", return_tensors="pt")
         mask = enc["attention_mask"].bool()
-        model.spans.decode(model.encode(enc["input_ids"], enc["attention_mask"]), mask)
-        model.generative.generate(model.encode(enc["input_ids"], enc["attention_mask"]), mask, tok.cls_token_id,
-                                  tok.sep_token_id, max_new=model.generative.max_length - 1)
-        model.type_head(model.encode(enc["input_ids"], enc["attention_mask"])[:, 0]).softmax(-1)
+        generative = model.decoders["generation"]
+        model.decoders["span"].decode(model.subword_states(enc["input_ids"], enc["attention_mask"]), mask)
+        generative.generate(model.subword_states(enc["input_ids"], enc["attention_mask"]), mask, tok.cls_token_id,
+                            tok.sep_token_id, max_new=generative.max_length - 1)
+        model.decoders["answer_type"](model.subword_states(enc["input_ids"], enc["attention_mask"])).softmax(-1)
 
 
 def main() -> None:
@@ -80,9 +81,9 @@ def main() -> None:
                                   max_source=config.max_source), tok)
     pad = tok.pad_token_id
     rates = {}
-    train_rate(model, examples, lambda c: numreason.collate(c, pad), 1, config.batch_size)  # warm-up
-    for name, collate in (("padded to the batch", lambda c: numreason.collate(c, pad)),
-                          ("padded to max length", lambda c: collate_max_length(c, pad, config.max_source))):
+    train_rate(model, examples, model.collate, 1, config.batch_size)  # warm-up
+    for name, collate in (("padded to the batch", model.collate),
+                          ("padded to max length", lambda c: collate_max_length(model, c, pad, config.max_source))):
         torch.manual_seed(0)
         rates[name] = train_rate(model, examples, collate, args.steps, config.batch_size)
     print(f"training, {args.steps} steps of {config.batch_size} mixed span and arithmetic examples:")
@@ -107,15 +108,16 @@ def main() -> None:
     enc = tok([i["question"] for i in items], [i["context"] for i in items], truncation="only_second",
               max_length=config.max_source, padding=True, return_tensors="pt")
     with torch.no_grad():
-        states = model.encode(enc["input_ids"], enc["attention_mask"])
+        states = model.subword_states(enc["input_ids"], enc["attention_mask"])
     never = tok.vocab_size + 1  # no end token: every answer runs the full length
     seconds = {}
     for use_cache in (True, False):
         start = time.perf_counter()
-        model.generative.generate(states, enc["attention_mask"].bool(), tok.cls_token_id, never,
-                                  max_new=model.generative.max_length - 1, use_cache=use_cache)
+        model.decoders["generation"].generate(states, enc["attention_mask"].bool(), tok.cls_token_id, never,
+                                              max_new=model.decoders["generation"].max_length - 1, use_cache=use_cache)
         seconds[use_cache] = time.perf_counter() - start
-    print(f"digit decoding, {len(items)} answers of {model.generative.max_length - 1} digits, encoder pass excluded:")
+    digits = model.decoders["generation"].max_length - 1
+    print(f"digit decoding, {len(items)} answers of {digits} digits, encoder pass excluded:")
     for use_cache in (True, False):
         print(f"  {'cached' if use_cache else 'recomputed':10} {len(items) / seconds[use_cache]:8.1f} answers/s")
     print(f"  ratio: {seconds[False] / seconds[True]:.2f}x")

@@ -17,7 +17,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mtlheads import devices, numreason, profiles, readersum
 from mtlheads.data import ewt5, scitldr, squad
 from mtlheads.encoder import tiny_encoder
-from mtlheads.train import LossBalancer, MultiTaskModel, TrainConfig, build_model, step_loss
+from mtlheads.model import MultiTaskModel
+from mtlheads.train import LossBalancer, TrainConfig, build_model, step_loss
 from mtlheads.gates import HardConcreteGates
 from mtlheads.tasks import build_task
 
@@ -88,11 +89,12 @@ def test_chapter_6_and_7_steps_stay_on_the_models_device():
     arithmetic = [e for e in (numreason.arithmetic_example(tok, i, 96, 16) for i in items) if e is not None][:2]
     qa = [e for e in (readersum.qa_example(tok, q, 96) for q in questions) if e is not None][:2]
     summ = [readersum.summ_example(tok, d["document"], d["summaries"][0], 96, 16) for d in scitldr.load("dev")[:2]]
-    models = [(numreason.NumReason(tiny_encoder(), numreason.NumReasonConfig(max_answer=16)),
-               numreason.collate(spans + arithmetic, tok.pad_token_id), {"span", "generation", "type"}),
-              (readersum.ReaderSum(tiny_encoder(), readersum.ReaderSumConfig(max_summary=16, output_vocab=50)),
-               readersum.collate(qa + summ, tok.pad_token_id), {"qa", "summ"})]
-    for model, batch, heads in models:
+    models = [(numreason.build(numreason.NumReasonConfig(max_answer=16), tiny_encoder()), spans + arithmetic,
+               {"span", "generation", "answer_type"}),
+              (readersum.build(readersum.ReaderSumConfig(max_summary=16, output_vocab=50), tiny_encoder()), qa + summ,
+               {"qa", "summ"})]
+    for model, examples, heads in models:
+        batch = model.collate(examples)
         model.to(META).train()
         with DeviceLog() as log:
             losses = model.losses(devices.move(batch, META))

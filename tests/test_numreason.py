@@ -87,17 +87,22 @@ def test_examples_mark_the_answer_occurrences_and_spell_answers_in_digits(exampl
 
 def test_three_heads_give_every_output_and_the_type_head_routes_the_answer(examples, tiny):
     spans, arithmetic, items = examples
-    model = numreason.NumReason(tiny, numreason.NumReasonConfig(max_answer=8))
-    batch = numreason.collate(spans + arithmetic, tiny.tokenizer.pad_token_id)
+    model = numreason.build(numreason.NumReasonConfig(max_answer=8), tiny)
+    batch = model.collate(spans + arithmetic)
     losses = model.losses(batch)
-    assert set(losses) == {"span", "generation", "type"} and all(torch.isfinite(v) for v in losses.values())
-    states = model.encode(batch["input_ids"], batch["attention_mask"])
-    assert model.spans(states).shape == (*batch["input_ids"].shape, 3)
-    assert model.type_head(states[:, 0]).shape == (len(spans) + len(arithmetic), 2)
+    assert set(losses) == {"span", "generation", "answer_type"} and all(torch.isfinite(v) for v in losses.values())
+    states = model.subword_states(batch["input_ids"], batch["attention_mask"])
+    assert model.decoders["span"](states).shape == (*batch["input_ids"].shape, 3)
+    assert model.decoders["answer_type"](states).shape == (len(spans) + len(arithmetic), 2)
+    # each head's targets are its own rows: span rows for the span head, arithmetic rows for the
+    # generative head, every row for the type head (labelled by its task)
+    assert batch["targets"]["span"]["rows"].tolist() == list(range(len(spans)))
+    assert batch["targets"]["generation"]["rows"].tolist() == list(range(len(spans), len(spans) + len(arithmetic)))
+    assert batch["targets"]["answer_type"]["labels"].tolist() == [0] * len(spans) + [1] * len(arithmetic)
     model.eval()
     for choice in (0, 1):
         with torch.no_grad():
-            model.type_head.bias.copy_(torch.tensor([10.0, -10.0]) if choice == 0 else torch.tensor([-10.0, 10.0]))
+            model.decoders["answer_type"].proj.bias.copy_(torch.tensor([10.0, -10.0]) if choice == 0 else torch.tensor([-10.0, 10.0]))
         out = numreason.predict(model, items[:3], 128, progress=False)
         for p in out:
             assert p["type"] == numreason.TYPES[choice]
@@ -105,8 +110,8 @@ def test_three_heads_give_every_output_and_the_type_head_routes_the_answer(examp
             assert p["generated"] is not None and set(p["generated"]) <= set(numreason.DIGITS)
             scores = [n["score"] for n in p["numbers"]]  # the passage's numbers, most likely tagged first
             assert scores == sorted(scores, reverse=True) and all(0.0 <= x <= 1.0 for x in scores)
-    control = numreason.NumReason(tiny, numreason.NumReasonConfig(tasks=("span",)))
-    assert set(control.losses(numreason.collate(spans, tiny.tokenizer.pad_token_id))) == {"span"}
+    control = numreason.build(numreason.NumReasonConfig(tasks=("span",)), tiny)
+    assert set(control.losses(control.collate(spans))) == {"span"}
     control.eval()
     assert all(p["generated"] is None and p["type"] == "span" for p in numreason.predict(control, items[:2], 128,
                                                                                          progress=False))
@@ -115,8 +120,8 @@ def test_three_heads_give_every_output_and_the_type_head_routes_the_answer(examp
 def test_span_head_learns_a_memorised_batch(examples, tiny):
     spans, _, _ = examples
     torch.manual_seed(0)
-    model = numreason.NumReason(tiny, numreason.NumReasonConfig(tasks=("span",)))
-    batch = numreason.collate(spans[:2], tiny.tokenizer.pad_token_id)
+    model = numreason.build(numreason.NumReasonConfig(tasks=("span",)), tiny)
+    batch = model.collate(spans[:2])
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
     for _ in range(150):
@@ -126,9 +131,12 @@ def test_span_head_learns_a_memorised_batch(examples, tiny):
         loss.backward()
         optimizer.step()
     assert float(loss.detach()) < 0.05 * first
-    states = model.encode(batch["input_ids"], batch["attention_mask"])
-    decoded = model.spans.decode(states, batch["tag_mask"])
-    assert [d[0] in a[0] for d, a in zip(decoded, batch["answers"])] == [True, True]
+    states = model.subword_states(batch["input_ids"], batch["attention_mask"])
+    tag_mask = torch.zeros(batch["input_ids"].shape, dtype=torch.bool)
+    for i, e in enumerate(spans[:2]):
+        tag_mask[i, :len(e["tag_mask"])] = torch.tensor(e["tag_mask"])
+    decoded = model.decoders["span"].decode(states, tag_mask)
+    assert [d[0] in e["answers"][0] for d, e in zip(decoded, spans[:2])] == [True, True]
 
 
 def test_arguments_match_by_value_whatever_the_spelling():

@@ -81,9 +81,9 @@ def test_a_mixed_batch_sends_each_example_to_its_own_head_and_loss(tiny):
     assert len(qa) == 3
     docs = scitldr.load("dev")[:2]
     summ = [readersum.summ_example(tok, d["document"], d["summaries"][0], 64, 24) for d in docs]
-    mixed = model.losses(readersum.collate([qa[0], summ[0], qa[1], summ[1], qa[2]], tok.pad_token_id))
-    qa_only = model.losses(readersum.collate(qa, tok.pad_token_id))
-    summ_only = model.losses(readersum.collate(summ, tok.pad_token_id))
+    mixed = model.losses(model.collate([qa[0], summ[0], qa[1], summ[1], qa[2]]))
+    qa_only = model.losses(model.collate(qa))
+    summ_only = model.losses(model.collate(summ))
     assert set(qa_only) == {"qa"} and set(summ_only) == {"summ"}
     assert torch.allclose(mixed["qa"], qa_only["qa"], atol=1e-5)
     assert torch.allclose(mixed["summ"], summ_only["summ"], atol=1e-5)
@@ -150,16 +150,16 @@ def test_query_focus_measures_each_summary_against_its_own_and_the_other_answer(
 def test_encoding_without_gradients_takes_the_fused_kernel_with_the_same_states(tiny, monkeypatch):
     model = readersum.build(readersum.ReaderSumConfig(decoder_layers=1, max_summary=12), encoder=tiny)
     model.eval()
-    batch = readersum.collate([readersum.summ_example(model.tokenizer, d["document"], d["summaries"][0], 48, 12)
-                               for d in scitldr.load("dev")[:3]], model.tokenizer.pad_token_id)
+    batch = model.collate([readersum.summ_example(model.tokenizer, d["document"], d["summaries"][0], 48, 12)
+                           for d in scitldr.load("dev")[:3]])
     calls = []
     fused_kernel = torch.nn.functional.scaled_dot_product_attention
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
                         lambda *a, **k: calls.append(1) or fused_kernel(*a, **k))
-    eager = model.encode(batch["input_ids"], batch["attention_mask"])  # gradients on: eager
+    eager = model.subword_states(batch["input_ids"], batch["attention_mask"])  # gradients on: eager
     assert not calls
     with torch.no_grad():
-        fused = model.encode(batch["input_ids"], batch["attention_mask"])
+        fused = model.subword_states(batch["input_ids"], batch["attention_mask"])
     assert len(calls) == tiny.num_layers and torch.allclose(eager, fused, atol=1e-5)
     assert model.encoder.config._attn_implementation == dropout.ATTENTION  # restored
 

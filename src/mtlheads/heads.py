@@ -1,4 +1,8 @@
-"""Output heads over a shared encoder's subword states: extractive span QA and a generative decoder.
+"""Output heads over a shared encoder's subword states: extractive span QA, BIO multi-span
+tagging, a generative decoder and classification on [CLS]. Each is a task of
+``model.MultiTaskModel`` with the same two faces besides its own ``loss`` and decoding:
+``batch_targets(examples, rows, width, pad_id)`` (the targets of the rows it trains on, made on
+the host) and ``batch_loss(states, batch, targets)``.
 
 The generative head is a small transformer decoder (self-attention, cross-attention over the
 encoder states, feed-forward; post-LayerNorm as in BERT) initialised from the encoder's own
@@ -195,6 +199,19 @@ class GenerativeHead(nn.Module):
         real = gold != pad_id
         return -torch.where(real, logp, 0.0).sum() / real.sum().clamp_min(1)
 
+    def batch_targets(self, examples: list[dict], rows: list[int], width: int, pad_id: int) -> dict:
+        """The ``target`` ids ([CLS] ... [SEP]) of the examples at ``rows``, padded (``MultiTaskModel.collate``)."""
+        targets = torch.full((len(rows), max(len(examples[i]["target"]) for i in rows)), pad_id)
+        for r, i in enumerate(rows):
+            targets[r, :len(examples[i]["target"])] = torch.tensor(examples[i]["target"])
+        return {"rows": torch.tensor(rows, dtype=torch.long), "targets": targets, "pad_id": pad_id}
+
+    def batch_loss(self, states: torch.Tensor, batch: dict, targets: dict) -> torch.Tensor:
+        """``loss`` over the rows of ``targets`` (a copying head copies from their input ids)."""
+        rows = targets["rows"]
+        return self.loss(targets["targets"], states[rows], batch["attention_mask"][rows], targets["pad_id"],
+                         source=batch["input_ids"][rows])
+
     @torch.no_grad()
     def generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, bos: int, eos: int, max_new: int = 40,
                  beams: int = 1, use_cache: bool = True, length_penalty: float = 1.0,
@@ -310,6 +327,18 @@ class SpanQAHead(nn.Module):
         return (F.cross_entropy(start, starts) + F.cross_entropy(end, ends)) / 2
 
     @torch.no_grad()
+    def batch_targets(self, examples: list[dict], rows: list[int], width: int, pad_id: int) -> dict:
+        """The ``context_mask``, ``start`` and ``end`` of the examples at ``rows``, padded to ``width``."""
+        context_mask = torch.zeros(len(rows), width, dtype=torch.bool)
+        for r, i in enumerate(rows):
+            context_mask[r, :len(examples[i]["context_mask"])] = torch.tensor(examples[i]["context_mask"])
+        return {"rows": torch.tensor(rows, dtype=torch.long), "context_mask": context_mask,
+                "starts": torch.tensor([examples[i]["start"] for i in rows]),
+                "ends": torch.tensor([examples[i]["end"] for i in rows])}
+
+    def batch_loss(self, states: torch.Tensor, batch: dict, targets: dict) -> torch.Tensor:
+        return self.loss(states[targets["rows"]], targets["context_mask"], targets["starts"], targets["ends"])
+
     def decode(self, states, context_mask) -> list[tuple[int, int]]:
         """The best (start, end) subword positions per input, end >= start."""
         start, end = self(states, context_mask)
@@ -352,6 +381,15 @@ class BIOTaggingHead(nn.Module):
             plans = [tagging_plan(row, answer) for row, answer in zip(tag_mask.tolist(), answers)]
         return -torch.stack([planned_log_likelihood(logp[b], *plan) for b, plan in enumerate(plans)]).mean()
 
+    def batch_targets(self, examples: list[dict], rows: list[int], width: int, pad_id: int) -> dict:
+        """The examples' tagging plans (from each one's ``tag_mask`` and ``answers``), made on the
+        host when the batch is built, so a step reads nothing back."""
+        return {"rows": torch.tensor(rows, dtype=torch.long),
+                "plans": [tagging_plan(examples[i]["tag_mask"], examples[i]["answers"]) for i in rows]}
+
+    def batch_loss(self, states: torch.Tensor, batch: dict, targets: dict) -> torch.Tensor:
+        return self.loss(states[targets["rows"]], plans=targets["plans"])
+
     @torch.no_grad()
     def decode(self, states: torch.Tensor, tag_mask: torch.Tensor) -> list[list[tuple[int, int]]]:
         """Inclusive (start, end) token spans per input, from the most probable tag of each
@@ -368,6 +406,27 @@ class BIOTaggingHead(nn.Module):
                     start = i
             out.append(spans)
         return out
+
+
+class ClassificationHead(nn.Module):
+    """A linear layer on [CLS] choosing among ``classes``: an example's class is its task's place
+    in ``classes`` (the type head of MSEGenBERT chooses which head answers)."""
+
+    def __init__(self, hidden: int, classes: tuple[str, ...]):
+        super().__init__()
+        self.classes = tuple(classes)
+        self.proj = nn.Linear(hidden, len(self.classes))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """Class logits (batch, classes) from the [CLS] states of ``states`` (batch, subwords, hidden)."""
+        return self.proj(states[:, 0])
+
+    def batch_targets(self, examples: list[dict], rows: list[int], width: int, pad_id: int) -> dict:
+        return {"rows": torch.tensor(rows, dtype=torch.long),
+                "labels": torch.tensor([self.classes.index(examples[i]["task"]) for i in rows])}
+
+    def batch_loss(self, states: torch.Tensor, batch: dict, targets: dict) -> torch.Tensor:
+        return F.cross_entropy(self(states[targets["rows"]]), targets["labels"])
 
 
 def tagging_plan(tag_mask: list[bool], answers: list[list[tuple[int, int]]]) -> tuple[torch.Tensor, list]:

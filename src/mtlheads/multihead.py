@@ -22,6 +22,7 @@ from torch import nn
 from mtlheads import devices, optim
 from mtlheads.encoder import load_encoder
 from mtlheads.checks import Knob
+from mtlheads.model import MultiTaskModel
 from mtlheads.runs import RunResult
 
 # The fields every multi-head run's config shares (chapters 6 and 7), with their valid values.
@@ -34,12 +35,16 @@ RUN_RULES = {
 }
 
 
-def built(model_class, config, encoder=None) -> nn.Module:
-    """``model_class(encoder, config)`` with torch seeded by ``config.seed``, on the config's
-    device; the encoder is the one given (a tiny test encoder, say) or ``config.encoder`` loaded."""
+def built(heads_of, config, encoder=None) -> MultiTaskModel:
+    """The ``MultiTaskModel`` of ``config``: torch seeded by ``config.seed``, the encoder the one
+    given (a tiny test encoder, say) or ``config.encoder`` loaded, the heads and their routes
+    from ``heads_of(encoder, config)``, the embeddings and bottom ``config.frozen_layers`` layers
+    frozen; on the config's device."""
     torch.manual_seed(config.seed)
-    model = model_class(encoder if encoder is not None else load_encoder(config.encoder), config)
-    return model.to(devices.resolve(config.device))
+    encoder = encoder if encoder is not None else load_encoder(config.encoder)
+    heads, routes = heads_of(encoder, config)
+    encoder.freeze_bottom(config.frozen_layers)
+    return MultiTaskModel(encoder, heads, routes=routes).to(devices.resolve(config.device))
 
 
 def profile_configs(config_class, knobs: dict, prefix: str, settings: tuple[tuple[str, ...], ...]) -> list:
@@ -102,15 +107,15 @@ def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: 
     return {"steps": total, "train_seconds": seconds, "losses": [{t: float(v) for t, v in d.items()} for d in losses]}
 
 
-def train_run(model: nn.Module, config, examples: list, progress: bool = True) -> RunResult:
+def train_run(model: MultiTaskModel, config, examples: list, progress: bool = True) -> RunResult:
     """``fit`` a multi-head ``model`` on ``examples`` with the optimisation settings of ``config``
     (``epochs``, ``batch_size``, ``lr``, ``lr_new``, ``warmup``, ``clip``, ``seed``, ``label``,
-    ``bf16``). The model says how: ``collate(examples)`` makes a batch, ``new_parameters()`` get
-    ``lr_new``, ``task_of(example)`` names an example's task. The trained weights in a ``RunResult``."""
+    ``bf16``); its ``new_parameters()`` get ``lr_new``. The trained weights in a ``RunResult``,
+    with the examples per task."""
     run = fit(model, examples, model.collate, model.new_parameters(), epochs=config.epochs,
               batch_size=config.batch_size, lr=config.lr, lr_new=config.lr_new, warmup=config.warmup, clip=config.clip,
               seed=config.seed, desc=config.label, progress=progress, bf16=config.bf16)
-    counts = collections.Counter(model.task_of(e) for e in examples)
+    counts = collections.Counter(e["task"] for e in examples)
     return RunResult(config, steps=run["steps"], train_seconds=run["train_seconds"],
                      examples={t: counts[t] for t in config.tasks}, losses=run["losses"],
                      state_dict=devices.to_host(model.state_dict()))

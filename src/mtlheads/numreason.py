@@ -22,15 +22,15 @@ import re
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, devices, dropout, multihead
+from mtlheads import cache, devices, multihead
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import numeric, pairs, sources, squad
 from mtlheads.encoder import fingerprint
-from mtlheads.heads import BIOTaggingHead, GenerativeHead, tagging_plan
+from mtlheads.heads import BIOTaggingHead, ClassificationHead, GenerativeHead
+from mtlheads.model import MultiTaskModel
 from mtlheads.runs import RunResult
 
 TASKS = ("span", "arithmetic")
@@ -82,53 +82,17 @@ def digit_vocabulary(tokenizer) -> torch.Tensor:
     return torch.tensor(ids + [tokenizer.sep_token_id])
 
 
-class NumReason(nn.Module):
-    def __init__(self, encoder, config: NumReasonConfig):
-        super().__init__()
-        self.encoder, self.tokenizer = encoder, encoder.tokenizer  # the Encoder adapter
-        hidden = encoder.hidden_size
-        self.spans = BIOTaggingHead(hidden)
-        self.generative = self.type_head = None
-        if "arithmetic" in config.tasks:
-            self.generative = GenerativeHead(self.encoder, config.decoder_layers, config.max_answer,
-                                             output_vocab=digit_vocabulary(self.tokenizer))
-            self.type_head = nn.Linear(hidden, len(TYPES))
-        encoder.freeze_bottom(config.frozen_layers)
-        dropout.install(self)
-
-    def collate(self, examples: list[dict]) -> dict:
-        return collate(examples, self.tokenizer.pad_token_id)
-
-    @staticmethod
-    def task_of(example: dict) -> str:
-        return TASKS[example["type"]]
-
-    def new_parameters(self) -> list[nn.Parameter]:
-        """The layers that start untrained (they get ``lr_new``)."""
-        out = list(self.spans.parameters())
-        if self.generative is not None:
-            out += list(self.type_head.parameters()) + self.generative.new_parameters()
-        return out
-
-    def encode(self, input_ids, attention_mask) -> torch.Tensor:
-        """Subword states (batch, subwords, hidden), the inputs moved to the model's device."""
-        return self.encoder.subword_states(input_ids, attention_mask)
-
-    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One encoder pass; span rows train the span head, generation rows the generative head,
-        all rows the type head. The rows and the span head's tagging plans come from ``collate``,
-        made on the host."""
-        states = self.encode(batch["input_ids"], batch["attention_mask"])
-        out = {}
-        span_rows, rows = batch["span_rows"], batch["generation_rows"]
-        if batch["plans"]:
-            out["span"] = self.spans.loss(states[span_rows], plans=batch["plans"])
-        if self.generative is not None:
-            if batch["generation_count"]:
-                out["generation"] = self.generative.loss(batch["targets"][rows], states[rows],
-                                                         batch["attention_mask"][rows], self.tokenizer.pad_token_id)
-            out["type"] = F.cross_entropy(self.type_head(states[:, 0]), batch["types"])
-        return out
+def heads(encoder, config: NumReasonConfig) -> tuple[dict[str, nn.Module], dict]:
+    """The span head, and with arithmetic the generative and type heads; and which example tasks
+    each trains on (the type head: all)."""
+    hidden = encoder.hidden_size
+    out = {"span": BIOTaggingHead(hidden)}
+    if "arithmetic" in config.tasks:
+        out["generation"] = GenerativeHead(encoder, config.decoder_layers, config.max_answer,
+                                           output_vocab=digit_vocabulary(encoder.tokenizer))
+        out["answer_type"] = ClassificationHead(hidden, TASKS)
+    routes = {"span": ("span",), "generation": ("arithmetic",), "answer_type": None}
+    return out, {name: route for name, route in routes.items() if name in out}
 
 
 # Examples ---------------------------------------------------------------------------------------
@@ -143,7 +107,7 @@ def span_example(tokenizer, question: dict, max_source: int) -> dict | None:
     occurrences = [o for o in occurrences if o is not None]
     if not occurrences:
         return None
-    return {"input_ids": encoded.input_ids, "tag_mask": encoded.mask(), "answers": [occurrences], "type": 0}
+    return {"input_ids": encoded.input_ids, "tag_mask": encoded.mask(), "answers": [occurrences], "task": "span"}
 
 
 def arithmetic_example(tokenizer, item: dict, max_source: int, max_answer: int) -> dict | None:
@@ -155,33 +119,8 @@ def arithmetic_example(tokenizer, item: dict, max_source: int, max_answer: int) 
     target = [tokenizer.cls_token_id, *tokenizer.convert_tokens_to_ids(list(item["answer"])), tokenizer.sep_token_id]
     if len(target) > max_answer or tokenizer.unk_token_id in target:
         return None
-    return {"input_ids": encoded.input_ids, "tag_mask": encoded.mask(), "answers": [], "type": 1,
+    return {"input_ids": encoded.input_ids, "tag_mask": encoded.mask(), "answers": [], "task": "arithmetic",
             "target": target}
-
-
-def collate(examples: list[dict], pad_id: int) -> dict:
-    n = len(examples)
-    width = max(len(e["input_ids"]) for e in examples)
-    target_width = max([len(e["target"]) for e in examples if e["type"] == 1], default=2)
-    batch = {"input_ids": torch.full((n, width), pad_id), "attention_mask": torch.zeros(n, width, dtype=torch.bool),
-             "tag_mask": torch.zeros(n, width, dtype=torch.bool), "types": torch.tensor([e["type"] for e in examples]),
-             "targets": torch.full((n, target_width), pad_id), "answers": [e["answers"] for e in examples]}
-    for i, e in enumerate(examples):
-        length = len(e["input_ids"])
-        batch["input_ids"][i, :length] = torch.tensor(e["input_ids"])
-        batch["attention_mask"][i, :length] = True
-        batch["tag_mask"][i, :length] = torch.tensor(e["tag_mask"])
-        if e["type"] == 1:
-            batch["targets"][i, :len(e["target"])] = torch.tensor(e["target"])
-    # which rows train which head, and the span head's plans: host values, so a step reads none back
-    span_rows = [i for i, e in enumerate(examples) if e["type"] == 0]
-    generation_rows = [i for i, e in enumerate(examples) if e["type"] == 1]
-    batch["span_rows"] = torch.tensor(span_rows, dtype=torch.long)
-    batch["generation_rows"] = torch.tensor(generation_rows, dtype=torch.long)
-    batch["generation_count"] = len(generation_rows)
-    tag_masks = batch["tag_mask"].tolist()
-    batch["plans"] = [tagging_plan(tag_masks[i], examples[i]["answers"]) for i in span_rows]
-    return batch
 
 
 def arithmetic_items(questions: list[dict]) -> list[dict]:
@@ -226,8 +165,8 @@ def training_examples(config: NumReasonConfig, tokenizer) -> list[dict]:
 
 # Training ---------------------------------------------------------------------------------------
 
-def build(config: NumReasonConfig, encoder=None) -> NumReason:
-    return multihead.built(NumReason, config, encoder)
+def build(config: NumReasonConfig, encoder=None) -> MultiTaskModel:
+    return multihead.built(heads, config, encoder)
 
 
 def train(config: NumReasonConfig, progress: bool = True, encoder=None) -> RunResult:
@@ -248,7 +187,7 @@ def train_cached(config: NumReasonConfig, progress: bool = True) -> RunResult:
                         code=[sys.modules[__name__]])
 
 
-def load(result: RunResult) -> NumReason:
+def load(result: RunResult) -> MultiTaskModel:
     return multihead.restored(build(result.config), result)
 
 
@@ -269,7 +208,7 @@ def word_span(text: str, start: int, end: int) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def predict(model: NumReason, items: list[dict], max_source: int, batch_size: int = 32, progress: bool = True,
+def predict(model: MultiTaskModel, items: list[dict], max_source: int, batch_size: int = 32, progress: bool = True,
             desc: str = "predictions") -> list[dict]:
     """Every head's output for each ``{"question", "context"}`` item, in one encoder pass:
     ``spans`` (the span head's, each ``{"part": "question" | "context", "start", "end",
@@ -284,16 +223,17 @@ def predict(model: NumReason, items: list[dict], max_source: int, batch_size: in
     for chunk in tqdm(list(multihead.batches(order, batch_size)), desc=desc, disable=not progress, leave=False):
         enc = pairs.encode_batch(tok, [items[i]["question"] for i in chunk], [items[i]["context"] for i in chunk],
                                  max_source)
-        states = model.encode(enc.input_ids, enc.attention_mask)
-        tag_mask = enc.mask(device=states.device)
-        spans = model.spans.decode(states, tag_mask)
-        tagged = (1 - model.spans(states)[..., BIOTaggingHead.O].exp()).tolist()  # P(B or I) per token
+        states = model.subword_states(enc.input_ids, enc.attention_mask)
+        span_head = model.decoders["span"]
+        spans = span_head.decode(states, enc.mask(device=states.device))
+        tagged = (1 - span_head(states)[..., BIOTaggingHead.O].exp()).tolist()  # P(B or I) per token
         generated, p_generation = [None] * len(chunk), [0.0] * len(chunk)
-        if model.generative is not None:
-            ids = model.generative.generate(states, enc.attention_mask.to(states.device), tok.cls_token_id,
-                                            tok.sep_token_id, max_new=model.generative.max_length - 1)
+        if "generation" in model.decoders:
+            generative = model.decoders["generation"]
+            ids = generative.generate(states, enc.attention_mask.to(states.device), tok.cls_token_id,
+                                      tok.sep_token_id, max_new=generative.max_length - 1)
             generated = ["".join(tok.convert_ids_to_tokens(row)) for row in ids]
-            p_generation = model.type_head(states[:, 0]).softmax(-1)[:, 1].tolist()
+            p_generation = model.decoders["answer_type"](states).softmax(-1)[:, 1].tolist()
         for r, i in enumerate(chunk):
             row, found = enc.rows[r], []
             for s, e in spans[r]:

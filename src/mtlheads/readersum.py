@@ -20,11 +20,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, devices, dropout, metrics, multihead
+from mtlheads import cache, devices, metrics, multihead
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import pairs, scitldr, sources, squad
 from mtlheads.encoder import fingerprint
 from mtlheads.heads import GenerativeHead, SpanQAHead
+from mtlheads.model import MultiTaskModel
 from mtlheads.runs import RunResult
 
 TASKS = ("qa", "summ")
@@ -70,47 +71,13 @@ class ReaderSumConfig:
         return "QA + summarisation" if "qa" in self.tasks else "summarisation only"
 
 
-class ReaderSum(nn.Module):
-    def __init__(self, encoder, config: ReaderSumConfig):
-        super().__init__()
-        self.encoder, self.tokenizer = encoder, encoder.tokenizer  # the Encoder adapter
-        hidden = encoder.hidden_size
-        self.qa = SpanQAHead(hidden)
-        vocab = None if config.output_vocab is None else summary_vocabulary(self.tokenizer, config.output_vocab)
-        self.summarizer = GenerativeHead(self.encoder, config.decoder_layers, config.max_summary, copy=config.copy,
-                                         output_vocab=vocab)
-        encoder.freeze_bottom(config.frozen_layers)
-        dropout.install(self)
-
-    def collate(self, examples: list[dict]) -> dict:
-        return collate(examples, self.tokenizer.pad_token_id)
-
-    @staticmethod
-    def task_of(example: dict) -> str:
-        return example["task"]
-
-    def new_parameters(self) -> list[nn.Parameter]:
-        """The layers that start untrained (they get ``lr_new``)."""
-        return list(self.qa.parameters()) + self.summarizer.new_parameters()
-
-    def encode(self, input_ids, attention_mask) -> torch.Tensor:
-        """Subword states (batch, subwords, hidden), the inputs moved to the model's device."""
-        return self.encoder.subword_states(input_ids, attention_mask)
-
-    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One encoder pass over a mixed batch; each task's loss over its own rows only (the rows
-        come from ``collate``, made on the host)."""
-        states = self.encode(batch["input_ids"], batch["attention_mask"])
-        out = {}
-        qa_rows, summ_rows = batch["qa_rows"], batch["summ_rows"]
-        if batch["qa_count"]:
-            out["qa"] = self.qa.loss(states[qa_rows], batch["context_mask"][qa_rows], batch["starts"][qa_rows],
-                                     batch["ends"][qa_rows])
-        if batch["summ_count"]:
-            out["summ"] = self.summarizer.loss(batch["targets"][summ_rows], states[summ_rows],
-                                               batch["attention_mask"][summ_rows], self.tokenizer.pad_token_id,
-                                               source=batch["input_ids"][summ_rows])
-        return out
+def heads(encoder, config: ReaderSumConfig) -> tuple[dict[str, nn.Module], dict]:
+    """The QA head and the summarisation head, each trained on the examples of its own task (the
+    control has the same architecture; it sees no QA example)."""
+    vocab = None if config.output_vocab is None else summary_vocabulary(encoder.tokenizer, config.output_vocab)
+    return {"qa": SpanQAHead(encoder.hidden_size),
+            "summ": GenerativeHead(encoder, config.decoder_layers, config.max_summary, copy=config.copy,
+                                   output_vocab=vocab)}, {}
 
 
 # Examples ---------------------------------------------------------------------------------------
@@ -144,30 +111,6 @@ def summ_example(tokenizer, document: str, summary: str, max_source: int, max_su
     return {"input_ids": source, "target": target, "task": "summ"}
 
 
-def collate(examples: list[dict], pad_id: int) -> dict:
-    """Pad a mixed list of QA and summarisation examples into one batch."""
-    n = len(examples)
-    width = max(len(e["input_ids"]) for e in examples)
-    target_width = max([len(e["target"]) for e in examples if e["task"] == "summ"], default=2)
-    batch = {"input_ids": torch.full((n, width), pad_id), "attention_mask": torch.zeros(n, width, dtype=torch.bool),
-             "context_mask": torch.zeros(n, width, dtype=torch.bool), "starts": torch.zeros(n, dtype=torch.long),
-             "ends": torch.zeros(n, dtype=torch.long), "targets": torch.full((n, target_width), pad_id)}
-    for i, e in enumerate(examples):
-        ids = torch.tensor(e["input_ids"])
-        batch["input_ids"][i, :len(ids)] = ids
-        batch["attention_mask"][i, :len(ids)] = True
-        if e["task"] == "qa":
-            batch["context_mask"][i, :len(ids)] = torch.tensor(e["context_mask"])
-            batch["starts"][i], batch["ends"][i] = e["start"], e["end"]
-        else:
-            batch["targets"][i, :len(e["target"])] = torch.tensor(e["target"])
-    qa_rows = [i for i, e in enumerate(examples) if e["task"] == "qa"]
-    summ_rows = [i for i, e in enumerate(examples) if e["task"] != "qa"]
-    batch.update(qa_rows=torch.tensor(qa_rows, dtype=torch.long), summ_rows=torch.tensor(summ_rows, dtype=torch.long),
-                 qa_count=len(qa_rows), summ_count=len(summ_rows))
-    return batch
-
-
 def squad_parts(config: ReaderSumConfig) -> tuple[list[dict], list[dict]]:
     return squad.split_by_article(squad.load(), config.eval_share)
 
@@ -190,8 +133,8 @@ def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
 
 # Training ---------------------------------------------------------------------------------------
 
-def build(config: ReaderSumConfig, encoder=None) -> ReaderSum:
-    return multihead.built(ReaderSum, config, encoder)
+def build(config: ReaderSumConfig, encoder=None) -> MultiTaskModel:
+    return multihead.built(heads, config, encoder)
 
 
 def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> RunResult:
@@ -214,14 +157,14 @@ def train_cached(config: ReaderSumConfig, progress: bool = True) -> RunResult:
                         code=[sys.modules[__name__]])
 
 
-def load(result: RunResult) -> ReaderSum:
+def load(result: RunResult) -> MultiTaskModel:
     return multihead.restored(build(result.config), result)
 
 
 # Inference --------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def summarize(model: ReaderSum, inputs: list[tuple[str, str | None]], max_source: int, max_new: int = 40,
+def summarize(model: MultiTaskModel, inputs: list[tuple[str, str | None]], max_source: int, max_new: int = 40,
               beams: int = 1, no_repeat: int = 3, batch_size: int = 16, progress: bool = True,
               desc: str = "summaries") -> list[str]:
     """Summaries of ``(text, None)`` (a document alone) or ``(question, context)`` inputs; no
@@ -234,8 +177,8 @@ def summarize(model: ReaderSum, inputs: list[tuple[str, str | None]], max_source
     for chunk in tqdm(chunks, desc=desc, disable=not progress, leave=False):
         seconds = None if inputs[chunk[0]][1] is None else [inputs[i][1] for i in chunk]
         enc = pairs.encode_batch(tok, [inputs[i][0] for i in chunk], seconds, max_source)
-        states = model.encode(enc.input_ids, enc.attention_mask)
-        ids = model.summarizer.generate(states, enc.attention_mask.to(states.device), tok.cls_token_id,
+        states = model.subword_states(enc.input_ids, enc.attention_mask)
+        ids = model.decoders["summ"].generate(states, enc.attention_mask.to(states.device), tok.cls_token_id,
                                         tok.sep_token_id, max_new=max_new, beams=beams,
                                         source=enc.input_ids.to(states.device), no_repeat=no_repeat)
         for i, text in zip(chunk, tok.batch_decode(ids, skip_special_tokens=True)):
@@ -244,20 +187,20 @@ def summarize(model: ReaderSum, inputs: list[tuple[str, str | None]], max_source
 
 
 @torch.no_grad()
-def answer(model: ReaderSum, questions: list[dict], max_source: int, batch_size: int = 32,
+def answer(model: MultiTaskModel, questions: list[dict], max_source: int, batch_size: int = 32,
            progress: bool = True) -> list[str]:
     """The QA head's answer text per SQuAD question (character span of the context)."""
     tok = model.tokenizer
     out: list[str] = []
     for chunk in tqdm(list(multihead.batches(questions, batch_size)), desc="answers", disable=not progress, leave=False):
         enc = pairs.encode_batch(tok, [q["question"] for q in chunk], [q["context"] for q in chunk], max_source)
-        states = model.encode(enc.input_ids, enc.attention_mask)
-        for q, row, (s, e) in zip(chunk, enc.rows, model.qa.decode(states, enc.mask(pairs.SECOND, states.device))):
+        states = model.subword_states(enc.input_ids, enc.attention_mask)
+        for q, row, (s, e) in zip(chunk, enc.rows, model.decoders["qa"].decode(states, enc.mask(pairs.SECOND, states.device))):
             out.append(q["context"][slice(*pairs.char_span(row, s, e))])
     return out
 
 
-def rouge_scores(model: ReaderSum, documents: list[dict], max_source: int, progress: bool = True,
+def rouge_scores(model: MultiTaskModel, documents: list[dict], max_source: int, progress: bool = True,
                  **generation) -> dict[str, float]:
     """ROUGE-1/2/L F (percent) of the summaries of SciTLDR ``documents`` against their gold summaries."""
     summaries = summarize(model, [(d["document"], None) for d in documents], max_source, progress=progress,

@@ -31,16 +31,16 @@ from typing import Callable, Literal
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, devices, dropout, encoder as encoder_module, optim
+from mtlheads import cache, devices, encoder as encoder_module, optim
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import ewt5
 from mtlheads.encoder import Encoder, WordBatch, load_encoder
 from mtlheads.gates import HardConcreteGates
+from mtlheads.model import MultiTaskModel
 from mtlheads.runs import RunResult
-from mtlheads.tasks import TASK_CLASSES, Task, build_task, check_tasks
+from mtlheads.tasks import TASK_CLASSES, build_task, check_tasks
 
 
 @dataclass(frozen=True)
@@ -98,25 +98,6 @@ TRAIN_RULES = {
     "lr_gates": Knob("float", low=0), "train_sentences": _SENTENCES, "dev_sentences": _SENTENCES,
     "test_sentences": _SENTENCES, "device": None, "bf16": Knob("bool"),
 }
-
-
-class MultiTaskModel(nn.Module):
-    """A shared encoder plus one decoder per task, and optionally one set of head gates for all."""
-
-    def __init__(self, encoder: Encoder, decoders: dict[str, Task], gates: HardConcreteGates | None = None):
-        super().__init__()
-        self.encoder = encoder
-        self.decoders = nn.ModuleDict(decoders)
-        self.gates = gates
-        dropout.install(self)  # the decoders' dropout too (the encoder's is done)
-
-    def encode(self, batch: WordBatch):
-        """Encoder outputs, with this step's gate values applied when the model is gated."""
-        self.encoder.head_gates = self.gates() if self.gates is not None else None
-        try:
-            return self.encoder(batch)
-        finally:
-            self.encoder.head_gates = None
 
 
 def set_seed(seed: int) -> None:
