@@ -135,15 +135,16 @@ def test_unknown_task_lists_the_valid_ones(tiny):
 def test_label_deltas_take_each_task_from_its_own_stl_model_and_pairs_containing_it():
     import pandas as pd
 
-    from mtlheads.experiments import PRETRAINED, label_deltas, own_setting
+    from mtlheads.experiments import label_deltas
+    from mtlheads.registry import PRETRAINED, RunKey
 
-    assert own_setting("STL POS", "pos") == "STL" and own_setting("STL NER", "pos") is None
-    assert own_setting("MTL POS+NER", "ner") == "MTL +POS" and own_setting("MTL POS+NER", "dep") is None
+    keys = {PRETRAINED: RunKey.pretrained(), "STL POS": RunKey.stl("pos", 1), "STL NER": RunKey.stl("ner", 1),
+            "MTL-5": RunKey.mtl(1), "MTL POS+NER": RunKey.mtl(1, ("pos", "ner"))}
     rows = [("pos", "NN", PRETRAINED, 0, 50.0), ("pos", "NN", "STL POS", 1, 70.0), ("pos", "NN", "STL POS", 2, 74.0),
             ("pos", "NN", "STL NER", 1, 10.0), ("pos", "NN", "MTL-5", 1, 60.0), ("pos", "NN", "MTL-5", 2, 64.0),
             ("pos", "NN", "MTL POS+NER", 1, 66.0)]
-    best = pd.DataFrame([{"task": t, "label": lab, "model": m, "seed": s, "accuracy": a, "count": 100, "layer": 0,
-                          "head": 0} for t, lab, m, s, a in rows])
+    best = pd.DataFrame([{"task": t, "label": lab, "model": m, "seed": s, "key": keys[m], "accuracy": a, "count": 100,
+                          "layer": 0, "head": 0} for t, lab, m, s, a in rows])
     row = label_deltas(best).iloc[0]
     assert row["STL"] == 72.0 and row["STL sd"] == pytest.approx(np.std([70, 74], ddof=1))
     assert row["MTL-5 - STL"] == -10.0

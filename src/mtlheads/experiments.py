@@ -11,10 +11,10 @@ import pandas as pd
 
 from mtlheads import cache, devices, probes
 from mtlheads.data import ewt5
-from mtlheads.data.ewt5 import TASKS
 from mtlheads.encoder import fingerprint, load_encoder
 from mtlheads.gates import OPEN_THRESHOLD, evaluation_gates
-from mtlheads.tasks import TASK_CLASSES
+from mtlheads.registry import PRETRAINED, RunKey
+from mtlheads.tasks import TASK_CLASSES, TASKS
 from mtlheads.train import TrainConfig, RunResult, corpus_split, load_model, train_cached, train_many
 
 # A profile's training knobs: the scale, and the two recipe changes short runs need.
@@ -50,8 +50,8 @@ def run_all(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[R
 
 
 def setting(result: RunResult) -> str:
-    """``STL``, ``MTL-5`` or ``MTL-5 joint``: the column a run belongs to."""
-    return "STL" if len(result.config.tasks) == 1 else result.config.label
+    """``STL``, ``MTL-5`` or ``MTL-5 joint``: the column a run belongs to (``RunKey.setting``)."""
+    return RunKey.of(result.config).setting
 
 
 def score_table(results: list[RunResult], split: str = "test") -> pd.DataFrame:
@@ -214,24 +214,21 @@ def gate_correlations(gates_by_run: dict[tuple[str, int], np.ndarray]) -> pd.Dat
 
 # Chapters 4 and 5: parameter-free probes and the label analysis ------------------------------
 
-PRETRAINED = "pretrained"
-
-
-def probe_models(knobs: dict) -> dict[tuple[str, int], TrainConfig | None]:
-    """The encoders to probe, keyed (setting, seed): the pretrained encoder (``None``, seed 0),
-    chapter 2's STL model per task (setting ``STL POS`` ...) and MTL-5 (the paper's sampled MTL),
-    and with ``pairwise_mtl`` every task pair's MTL model (``MTL POS+NER`` ...)."""
-    models: dict[tuple[str, int], TrainConfig | None] = {(PRETRAINED, 0): None}
+def probe_models(knobs: dict) -> dict[RunKey, TrainConfig | None]:
+    """The encoders to probe, by key: the pretrained encoder (``None``), chapter 2's STL model per
+    task and MTL-5 (the paper's sampled MTL) for every seed, and with ``pairwise_mtl`` every task
+    pair's MTL model."""
+    models: dict[RunKey, TrainConfig | None] = {RunKey.pretrained(): None}
     scale = {k: knobs[k] for k in RUN_KNOBS}
+
+    def config(key: RunKey) -> TrainConfig:
+        return TrainConfig(tasks=key.tasks, encoder=knobs["encoder"], seed=key.seed, **scale)
+
     for seed in knobs["seeds"]:
-        for t in TASKS:
-            models[(f"STL {t.upper()}", seed)] = TrainConfig(tasks=(t,), encoder=knobs["encoder"], seed=seed, **scale)
-        models[("MTL-5", seed)] = TrainConfig(tasks=TASKS, encoder=knobs["encoder"], seed=seed, **scale)
+        keys = [RunKey.stl(t, seed) for t in TASKS] + [RunKey.mtl(seed)]
         if knobs.get("pairwise_mtl"):
-            for i, a in enumerate(TASKS):
-                for b in TASKS[i + 1:]:
-                    models[(f"MTL {a.upper()}+{b.upper()}", seed)] = TrainConfig(
-                        tasks=(a, b), encoder=knobs["encoder"], seed=seed, **scale)
+            keys += [RunKey.mtl(seed, (a, b)) for i, a in enumerate(TASKS) for b in TASKS[i + 1:]]
+        models.update({key: config(key) for key in keys})
     return models
 
 
@@ -247,7 +244,7 @@ def probe_cached(config: TrainConfig | None, knobs: dict, corpus=None, progress:
             encoder = load_encoder(knobs["encoder"]).to(devices.resolve(knobs["device"]))
         else:
             encoder = load_model(train_cached(config, corpus, progress), corpus).encoder
-        name = config.label if config is not None else PRETRAINED
+        name = RunKey.of(config).label if config is not None else PRETRAINED
         test = probes.read_heads(encoder, corpus_split(corpus, "test", knobs["probe_test_sentences"]),
                                  progress=progress, desc=f"probing {name} (test)")
         fit = probes.read_heads(encoder, corpus_split(corpus, "train", knobs["probe_fit_sentences"]),
@@ -259,41 +256,27 @@ def probe_cached(config: TrainConfig | None, knobs: dict, corpus=None, progress:
                         code=[sys.modules[__name__]])
 
 
-def probe_all_models(knobs: dict, corpus=None) -> dict[tuple[str, int], dict]:
+def probe_all_models(knobs: dict, corpus=None) -> dict[RunKey, dict]:
     """``probe_cached`` for every model of ``probe_models``."""
     return {key: probe_cached(config, knobs, corpus) for key, config in probe_models(knobs).items()}
 
 
-def best_head_table(probed: dict[tuple[str, int], dict], variant_of=None, min_count: int = 1) -> pd.DataFrame:
-    """Long table: per model, seed, task and label, the best head and its accuracy (the task's
-    main probe variant unless ``variant_of(task)`` says otherwise)."""
+def best_head_table(probed: dict[RunKey, dict], variant_of=None, min_count: int = 1) -> pd.DataFrame:
+    """Long table: per model (its ``key``, ``model`` label and ``seed``), task and label, the best
+    head and its accuracy (the task's main probe variant unless ``variant_of(task)`` says otherwise)."""
     variant_of = variant_of or probes.main_variant
     frames = []
-    for (setting_name, seed), results in probed.items():
+    for key, results in probed.items():
         for t in TASKS:
             table = results[(t, variant_of(t))].best_heads(min_count)
-            frames.append(table.assign(model=setting_name, seed=seed))
+            frames.append(table.assign(model=key.label, seed=key.seed, key=[key] * len(table)))
     return pd.concat(frames, ignore_index=True)
 
 
-def own_setting(model: str, task: str) -> str | None:
-    """The column a model fills for ``task`` in the label analysis: ``pretrained``, ``STL`` (its own
-    task's STL model only), ``MTL-5``, or ``MTL +NER`` for a pair containing the task; else None."""
-    if model == PRETRAINED or model == "MTL-5":
-        return model
-    if model.startswith("STL "):
-        return "STL" if model == f"STL {task.upper()}" else None
-    if model.startswith("MTL ") and "+" in model:
-        pair = model[4:].split("+")
-        if task.upper() in pair:
-            other = [p for p in pair if p != task.upper()][0]
-            return f"MTL +{other}"
-    return None
-
-
 def with_settings(best: pd.DataFrame) -> pd.DataFrame:
-    """``best_head_table`` rows with their ``own_setting`` column; rows of no setting dropped."""
-    settings = [own_setting(m, t) for m, t in zip(best["model"], best["task"])]
+    """``best_head_table`` rows with the column each model fills for the row's task
+    (``RunKey.role``: ``pretrained``, ``STL``, ``MTL-5``, ``MTL +NER``); rows of no role dropped."""
+    settings = [key.role(t) for key, t in zip(best["key"], best["task"])]
     return best.assign(setting=settings).dropna(subset=["setting"])
 
 

@@ -39,6 +39,7 @@ from mtlheads.data import ewt5
 from mtlheads.encoder import Encoder, WordBatch, load_encoder
 from mtlheads.gates import HardConcreteGates
 from mtlheads.model import MultiTaskModel
+from mtlheads.registry import RunKey
 from mtlheads.runs import RunResult
 from mtlheads.tasks import TASK_CLASSES, build_task, check_tasks
 
@@ -79,11 +80,8 @@ class TrainConfig:
 
     @property
     def label(self) -> str:
-        if len(self.tasks) == 1:
-            name = f"STL {self.tasks[0].upper()}"
-        else:
-            name = f"MTL-{len(self.tasks)}" + (" joint" if self.mtl_mode == "joint" else "")
-        return name + (f" gated ({self.gate_lambda:g})" if self.gate_lambda is not None else "")
+        """The model's name (``registry.RunKey.label``): ``STL POS``, ``MTL-5 joint`` ..."""
+        return RunKey.of(self).label
 
 
 _SENTENCES = Knob("int", low=1, nullable=True)

@@ -10,6 +10,7 @@ from mtlheads.tasks.pos import POS
 from mtlheads.tasks.srl import SRL
 
 TASK_CLASSES: dict[str, type[Task]] = {"pos": POS, "ner": NER, "dep": DEP, "con": CON, "srl": SRL}
+TASKS: tuple[str, ...] = tuple(TASK_CLASSES)  # the Stem Cell tasks, in the book's order
 
 
 def check_tasks(names) -> list[str]:

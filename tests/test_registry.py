@@ -1,0 +1,31 @@
+import pytest
+
+from mtlheads.registry import PRETRAINED, RunKey
+from mtlheads.tasks import TASKS
+from mtlheads.train import TrainConfig
+
+
+def test_labels_and_settings_come_from_the_key():
+    assert RunKey.stl("pos", 1).label == "STL POS" and RunKey.stl("pos", 1).setting == "STL"
+    assert RunKey.mtl(1).label == f"MTL-{len(TASKS)}" and RunKey.mtl(1, mtl_mode="joint").setting == "MTL-5 joint"
+    assert RunKey.mtl(1, ("pos", "ner")).label == "MTL POS+NER"
+    assert RunKey.stl("ner", 2, gate_lambda=0.01).label == "STL NER gated (0.01)"
+    assert RunKey.pretrained().label == PRETRAINED and RunKey.pretrained().is_pretrained
+    config = TrainConfig(tasks=TASKS, seed=3, mtl_mode="joint", gate_lambda=0.5)
+    assert RunKey.of(config) == RunKey.mtl(3, mtl_mode="joint", gate_lambda=0.5)
+    assert config.label == "MTL-5 joint gated (0.5)"
+    assert RunKey.of(TrainConfig(tasks=("pos",), mtl_mode="joint")) == RunKey.stl("pos", 1)  # one task: no MTL mode
+
+
+def test_a_models_role_for_a_task_is_typed_not_parsed():
+    assert RunKey.stl("pos", 1).role("pos") == "STL" and RunKey.stl("ner", 1).role("pos") is None
+    assert RunKey.mtl(1).role("srl") == "MTL-5" and RunKey.pretrained().role("dep") == PRETRAINED
+    pair = RunKey.mtl(1, ("pos", "ner"))
+    assert pair.role("ner") == "MTL +POS" and pair.role("pos") == "MTL +NER" and pair.role("dep") is None
+
+
+def test_bad_keys_name_what_is_valid():
+    with pytest.raises(ValueError, match="'lemma'.*valid tasks: pos, ner, dep, con, srl"):
+        RunKey.stl("lemma", 1)
+    with pytest.raises(ValueError, match="'mixed'.*'sample', 'joint'"):
+        RunKey.mtl(1, mtl_mode="mixed")
