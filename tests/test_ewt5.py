@@ -102,7 +102,7 @@ def test_task_labels_and_layers_table_on_hand_example():
     assert task_labels(example, "ner") == ["PER", "PER"]
     assert sorted(task_labels(example, "con")) == ["NP", "NP", "S", "VP"]
     assert task_labels(example, "srl") == ["ARG0", "ARG1"]
-    with pytest.raises(ValueError, match="unknown task 'lemma'; valid tasks: pos, ner, dep, con, srl"):
+    with pytest.raises(ValueError, match=r"unknown task\(s\) \['lemma'\]; valid tasks: pos, ner, dep, con, srl"):
         task_labels(example, "lemma")
     table = layers_table(example)
     assert table["see.01"].tolist() == ["B-ARG0", "V", "B-ARG1"]

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from mtlheads.bookrun import ROOT, chapter_notebooks, execute_chapter, read_glue, toc_files
+from mtlheads.tasks import TASKS
 
 GLUE_ROLE = re.compile(r"\{glue:text\}`([A-Za-z0-9_]+)(?::[^`]*)?`")
 
@@ -26,18 +27,18 @@ RANGES = {
         "ch1_over_limit": (0, 0),
     },
     "02_stl_mtl": {
-        "ch2_models": (14, 14),  # smoke: two seeds, as default
+        "ch2_models": (2 * (len(TASKS) + 2),) * 2,  # smoke: two seeds, as default
         "ch2_seeds": (2, 2),
         "ch2_workers": (2, 2),
-        **{f"ch2_{task}_{setting}_sd": (0.0, 100.0) for task in ("pos", "ner", "dep", "con", "srl")
+        **{f"ch2_{task}_{setting}_sd": (0.0, 100.0) for task in TASKS
            for setting in ("stl", "mtl")},
         "ch2_max_sd": (0.0, 100.0),
         "ch2_mean_sd": (0.0, 100.0),
-        "ch2_diffs_beyond_2sd": (0, 5),
-        **{f"ch2_{task}_{setting}": (0.0, 100.0) for task in ("pos", "ner", "dep", "con", "srl")
+        "ch2_diffs_beyond_2sd": (0, len(TASKS)),
+        **{f"ch2_{task}_{setting}": (0.0, 100.0) for task in TASKS
            for setting in ("stl", "mtl")},
-        **{f"ch2_{task}_diff": (-100.0, 100.0) for task in ("pos", "ner", "dep", "con", "srl")},
-        "ch2_mtl_below_stl": (0, 5),
+        **{f"ch2_{task}_diff": (-100.0, 100.0) for task in TASKS},
+        "ch2_mtl_below_stl": (0, len(TASKS)),
         "ch2_stl_seconds": (0.01, 3600.0),
         "ch2_joint_seconds": (0.01, 3600.0),
         "ch2_mtl_update_ratio": (5.0, 5.0),  # sampled MTL-5: one task a step, five passes an epoch
@@ -45,28 +46,28 @@ RANGES = {
         "ch2_word_embedding_percent": (50.0, 55.0),  # MiniLM-L6: 30,522 x 384 of 22.7M weights
     },
     "03_head_pruning": {
-        "ch3_models": (6, 6),
-        **{f"ch3_{t}_kept_percent": (0.0, 100.0) for t in ("pos", "ner", "dep", "con", "srl", "mtl")},
+        "ch3_models": (len(TASKS) + 1,) * 2,
+        **{f"ch3_{t}_kept_percent": (0.0, 100.0) for t in (*TASKS, "mtl")},
         "ch3_best_layer": (0, 5),
         "ch3_overlap_p": (0.0, 1.0),
         "ch3_shared_heads": (0, 72),
-        "ch3_shared_pairs": (0, 720),  # 10 task pairs x 72 heads at most
+        "ch3_shared_pairs": (0, len(TASKS) * (len(TASKS) - 1) // 2 * 72),  # task pairs x 72 heads at most
         "ch3_curve_min_heads": (0, 72),
         "ch3_curve_max_heads": (0, 72),
     },
     "04_probes": {
-        "ch4_models": (7, 7),  # pretrained, five STL, MTL-5
+        "ch4_models": (len(TASKS) + 2,) * 2,  # pretrained, an STL model per task, MTL-5
         "ch4_heads": (72, 72),
-        **{f"ch4_pre_{t}_accuracy": (0.0, 100.0) for t in ("pos", "ner", "dep", "con", "srl")},
-        **{f"ch4_pre_{t}_layer": (0.0, 5.0) for t in ("pos", "ner", "dep", "con", "srl")},
-        **{f"ch4_stl_gain_{t}": (-100.0, 100.0) for t in ("pos", "ner", "dep", "con", "srl")},
-        "ch4_stl_gain_tasks": (0, 5),
+        **{f"ch4_pre_{t}_accuracy": (0.0, 100.0) for t in TASKS},
+        **{f"ch4_pre_{t}_layer": (0.0, 5.0) for t in TASKS},
+        **{f"ch4_stl_gain_{t}": (-100.0, 100.0) for t in TASKS},
+        "ch4_stl_gain_tasks": (0, len(TASKS)),
         "ch4_fit_minus_same": (-100.0, 100.0),
         "ch4_seeds": (1, 1),  # smoke: seeds [1], as default
     },
     "05_label_analysis": {
         "ch5_labels": (5, 200),
-        **{f"ch5_{t}_{d}_delta": (-100.0, 100.0) for t in ("pos", "ner", "dep", "con", "srl") for d in ("pre", "mtl")},
+        **{f"ch5_{t}_{d}_delta": (-100.0, 100.0) for t in TASKS for d in ("pre", "mtl")},
         "ch5_pre_below_percent": (0.0, 100.0),
         "ch5_mtl_below_percent": (0.0, 100.0),
         "ch5_claim_change_rho": (-1.0, 1.0),

@@ -195,3 +195,30 @@ def test_factored_span_layer_equals_the_concatenation_mlp_layer():
 def test_unknown_task_lists_valid_ones():
     with pytest.raises(ValueError, match=r"unknown task\(s\) \['lemma'\]; valid tasks: pos, ner, dep, con, srl"):
         check_tasks(["pos", "lemma"])
+
+
+def test_every_task_module_is_found_and_offers_what_the_book_asks(short_sentences):
+    """A task is one module of ``mtlheads.tasks``: the registry finds every ``Task`` subclass
+    there, in its ``order``, and each says which fields it reads, its labels, its probe items
+    (shaped for its probe) and the paper's gate weight."""
+    import importlib
+    import pkgutil
+
+    import mtlheads.tasks as package
+    from mtlheads.tasks import TASKS
+    from mtlheads.tasks.base import Task
+
+    defined = {cls.name for module in pkgutil.iter_modules(package.__path__)
+               for cls in vars(importlib.import_module(f"mtlheads.tasks.{module.name}")).values()
+               if isinstance(cls, type) and issubclass(cls, Task) and cls.name}
+    assert set(TASKS) == defined and TASKS == ("pos", "ner", "dep", "con", "srl")
+    assert len({TASK_CLASSES[t].order for t in TASKS}) == len(TASKS)
+    width = {"arc": 3, "predicate span": 4, "centroid": 3}
+    for name, cls in TASK_CLASSES.items():
+        assert cls.paper_gate_lambda > 0 and cls.columns
+        for s in short_sentences:
+            labels = cls.labels_of({c: s[c] for c in cls.columns})  # only the columns it names
+            assert labels and all(isinstance(label, str) for label in labels)
+            items = cls.probe_items(s)
+            assert items and all(len(item) == width[cls.probe] and item[-1] for item in items), name
+            assert all(1 <= p <= len(s["tokens"]) for item in items for p in item[:-1] if name != "dep"), name

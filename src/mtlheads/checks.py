@@ -24,6 +24,7 @@ class Knob:
     nullable: bool = False
     choices: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
+    partial: bool = False  # ``weights``: some keys may be left out
     below_high: bool = False  # high is excluded
 
     def describe(self) -> str:
@@ -43,7 +44,7 @@ class Knob:
             number += (" " + " and ".join(bounds)) if bounds else ""
             text = {"int": number, "float": number, "ints": f"a non-empty list, each {number}",
                     "floats": f"a non-empty list, each {number}",
-                    "weights": f"a mapping from {', '.join(self.keys)} to {number} each"}[self.kind]
+                    "weights": f"a mapping from {'some of ' if self.partial else ''}{', '.join(self.keys)} to {number} each"}[self.kind]
         return text + (", or null (None)" if self.nullable else "")
 
 
@@ -102,7 +103,7 @@ def check(name: str, value: Any, knob: Knob) -> Any:
         if not isinstance(value, dict):
             raise bad("is not a mapping")
         unknown = [k for k in value if k not in knob.keys]
-        missing = [k for k in knob.keys if k not in value]
+        missing = [] if knob.partial else [k for k in knob.keys if k not in value]
         if unknown or missing:
             raise bad(f"has {'unknown key(s) ' + str(unknown) if unknown else 'no value for ' + str(missing)}")
         for k, v in value.items():

@@ -29,12 +29,13 @@ import torch.nn.functional as F
 from nltk import Tree
 from tqdm.auto import tqdm
 
-from mtlheads.data.ewt5 import TASKS, spans_from_bio
 from mtlheads.data.stats import constituents
 from mtlheads.encoder import Encoder
+from mtlheads.tasks import TASK_CLASSES, TASKS, check_tasks
 
-ATTENTION_TASKS = ("dep", "srl")
-CENTROID_TASKS = ("pos", "ner", "con")
+ATTENTION_TASKS = tuple(t for t in TASKS if TASK_CLASSES[t].probe in ("arc", "predicate span"))
+CENTROID_TASKS = tuple(t for t in TASKS if TASK_CLASSES[t].probe == "centroid")
+PROBED_TASKS = tuple(t for t in TASKS if TASK_CLASSES[t].probe is not None)
 SAME, FIT = "same", "fit"  # centroids built on the scored data (the paper), or on training data
 
 
@@ -44,23 +45,9 @@ def lowest_phrases(tree: str | Tree) -> list[tuple[int, int, str]]:
 
 
 def gold_items(sentence: dict, task: str) -> list[tuple]:
-    """A sentence's probe items in word positions (+1: position 0 is [CLS]), label last.
-
-    dep: (dependent, head, relation); srl: (predicate, start, end, role);
-    pos/ner/con: (start, end, label) of the words whose vectors are averaged.
-    """
-    if task == "dep":
-        return [(i + 1, h, r) for i, (h, r) in enumerate(zip(sentence["heads"], sentence["deprels"]))]
-    if task == "srl":
-        return [(f["predicate"] + 1, a["start"] + 1, a["end"] + 1, a["role"])
-                for f in sentence["srl"] for a in f["arguments"]]
-    if task == "pos":
-        return [(i + 1, i + 1, tag) for i, tag in enumerate(sentence["xpos"])]
-    if task == "ner":
-        return [(s + 1, e + 1, label) for s, e, label in spans_from_bio(sentence["ner"])]
-    if task == "con":
-        return [(s + 1, e + 1, label) for s, e, label in lowest_phrases(sentence["tree"])]
-    raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    """A sentence's probe items for ``task`` (``Task.probe_items``): word positions (+1: position
+    0 is [CLS]), label last."""
+    return TASK_CLASSES[check_tasks(task)[0]].probe_items(sentence)
 
 
 @dataclass
@@ -74,7 +61,7 @@ class Items:
     @classmethod
     def collect(cls, sentences: list[dict], task: str) -> "Items":
         rows = [(i, *item) for i, s in enumerate(sentences) for item in gold_items(s, task)]
-        width = 3 if task == "srl" else 2
+        width = 3 if TASK_CLASSES[task].probe == "predicate span" else 2
         if not rows:
             return cls(np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=np.int64), [])
         return cls(np.array([r[0] for r in rows]), np.array([r[1:-1] for r in rows], dtype=np.int64),
@@ -132,12 +119,12 @@ class HeadReadings:
 
 
 @torch.no_grad()
-def read_heads(encoder: Encoder, sentences: list[dict], tasks=TASKS, batch_size: int = 32,
+def read_heads(encoder: Encoder, sentences: list[dict], tasks=PROBED_TASKS, batch_size: int = 32,
                progress: bool = True, desc: str = "reading heads") -> HeadReadings:
     """One pass of the encoder over ``sentences`` (in length order), gathering every task's items."""
     for t in tasks:
-        if t not in TASKS:
-            raise ValueError(f"unknown task {t!r}; valid tasks: {', '.join(TASKS)}")
+        if t not in PROBED_TASKS:
+            raise ValueError(f"unknown task {t!r}; valid tasks: {', '.join(PROBED_TASKS)}")
     encoder.eval()
     n = len(sentences)
     items = {t: Items.collect(sentences, t) for t in tasks}
@@ -158,9 +145,10 @@ def read_heads(encoder: Encoder, sentences: list[dict], tasks=TASKS, batch_size:
                 continue
             rows = torch.as_tensor([row_of[int(s)] for s in items[t].sentence[idx]])
             pos = torch.as_tensor(items[t].positions[idx])
-            if t == "dep":
+            kind = TASK_CLASSES[t].probe
+            if kind == "arc":
                 found[t][idx] = dep_found(most, rows, pos[:, 0], pos[:, 1]).numpy()
-            elif t == "srl":
+            elif kind == "predicate span":
                 found[t][idx] = srl_found(most, rows, pos[:, 0], pos[:, 1], pos[:, 2]).numpy()
             else:
                 vectors[t][torch.as_tensor(idx)] = span_means(summed, rows, pos[:, 0], pos[:, 1])

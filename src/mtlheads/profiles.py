@@ -18,9 +18,10 @@ import yaml
 
 from mtlheads import devices
 from mtlheads.checks import Knob, check
+from mtlheads.tasks import TASKS
 
 PARAMS_DIR = Path(__file__).resolve().parents[2] / "params"
-STL_MTL_TASKS = ("pos", "ner", "dep", "con", "srl")
+STL_MTL_TASKS = TASKS
 
 _COUNT = Knob("int", low=1, nullable=True)  # how many items to use; None: all
 _RATE = Knob("float", low=1e-9)
@@ -44,7 +45,7 @@ KNOBS: dict[str, Knob] = {
     "freeze_word_embeddings": Knob("bool"),
     "srl_unary_loss": Knob("float", low=0),
     "gate_lr": _RATE,
-    "gate_lambdas": Knob("weights", low=0, keys=(*STL_MTL_TASKS, "mtl")),
+    "gate_lambdas": Knob("weights", low=0, keys=(*STL_MTL_TASKS, "mtl"), partial=True),  # missing: the paper's
     "gate_mtl_mode": Knob("str", choices=("sample", "joint")),
     "pruning_task": Knob("str", choices=STL_MTL_TASKS),
     "pruning_lambdas": Knob("floats", low=0),

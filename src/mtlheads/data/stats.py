@@ -10,7 +10,8 @@ import pandas as pd
 from nltk import Tree
 from tqdm.auto import tqdm
 
-from mtlheads.data.ewt5 import DROP_REASONS, SPLITS, TASKS, spans_from_bio
+from mtlheads.data.ewt5 import DROP_REASONS, SPLITS, spans_from_bio
+from mtlheads.tasks import TASK_CLASSES, TASKS, check_tasks
 
 
 def constituents(tree: str | Tree, keep_preterminals: bool = False, height: int | None = None) -> list[tuple[int, int, str]]:
@@ -38,28 +39,17 @@ def constituents(tree: str | Tree, keep_preterminals: bool = False, height: int 
 
 
 def task_labels(example: dict, task: str) -> list[str]:
-    """The labels one sentence carries for a task (one per token, entity, arc, phrase or argument)."""
-    if task == "pos":
-        return list(example["xpos"])
-    if task == "ner":
-        return [label for _, _, label in spans_from_bio(example["ner"])]
-    if task == "dep":
-        return list(example["deprels"])
-    if task == "con":
-        return [label for _, _, label in constituents(example["tree"])]
-    if task == "srl":
-        return [a["role"] for f in example["srl"] for a in f["arguments"]]
-    raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
+    """The labels one sentence carries for a task (``Task.labels_of``: one per token, entity,
+    arc, phrase or argument)."""
+    return TASK_CLASSES[check_tasks(task)[0]].labels_of(example)
 
 
 def label_counts(split: datasets.Dataset, task: str) -> Counter:
     """How often each label of a task occurs in a split (items as in ``task_labels``)."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
-    column = {"pos": "xpos", "ner": "ner", "dep": "deprels", "con": "tree", "srl": "srl"}[task]
+    columns = TASK_CLASSES[check_tasks(task)[0]].columns
     counts: Counter = Counter()
-    for value in split[column]:  # one column read: much faster than iterating rows
-        counts.update(task_labels({column: value}, task))
+    for values in zip(*(split[c] for c in columns)):  # whole columns read: much faster than rows
+        counts.update(task_labels(dict(zip(columns, values)), task))
     return counts
 
 

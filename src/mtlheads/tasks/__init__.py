@@ -1,15 +1,32 @@
-"""Task decoders, one module per task; ``build_task`` makes one from the training sentences."""
+"""Task decoders, one module per task; ``build_task`` makes one from the training sentences.
+
+Every module of this package that defines a ``Task`` subclass with a ``name`` adds that task
+to the book: ``TASK_CLASSES`` finds them, in the order of their ``order``. A new Stem Cell task
+is one module here (its decoder, loss, decoding, metric, labels and probe items); chapters 2-5
+train, gate and probe it with the others.
+"""
 
 from __future__ import annotations
 
-from mtlheads.tasks.base import Task
-from mtlheads.tasks.con import CON
-from mtlheads.tasks.dep import DEP
-from mtlheads.tasks.ner import NER
-from mtlheads.tasks.pos import POS
-from mtlheads.tasks.srl import SRL
+import importlib
+import pkgutil
 
-TASK_CLASSES: dict[str, type[Task]] = {"pos": POS, "ner": NER, "dep": DEP, "con": CON, "srl": SRL}
+from mtlheads.tasks.base import Task
+
+
+def _task_classes() -> dict[str, type[Task]]:
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    found, stack = [], list(Task.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack += cls.__subclasses__()
+        if cls.name and cls.__module__.startswith(f"{__name__}."):
+            found.append(cls)
+    return {cls.name: cls for cls in sorted(found, key=lambda cls: (cls.order, cls.name))}
+
+
+TASK_CLASSES: dict[str, type[Task]] = _task_classes()
 TASKS: tuple[str, ...] = tuple(TASK_CLASSES)  # the Stem Cell tasks, in the book's order
 
 

@@ -6,7 +6,7 @@ being [CLS], and ``word_mask`` (batch, 1 + words). Sentences are the EWT5 record
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -17,6 +17,23 @@ class Task(nn.Module):
 
     name: str = ""
     metric: str = ""  # the key of ``score``'s result used as the task's dev score
+    order: int = 100  # the task's place in the book's tables (``TASKS``)
+    # What the rest of the book asks of a task, so that a new task is one module:
+    columns: tuple[str, ...] = ()  # the EWT5 fields ``labels_of`` reads (chapter 1's counts read only these)
+    probe: Literal["arc", "predicate span", "centroid"] | None = None  # how chapter 4 probes a head for it
+    paper_gate_lambda: float | None = None  # the L0 weight of the Stem Cell paper's gated STL run
+
+    @staticmethod
+    def labels_of(sentence: dict) -> list[str]:
+        """The labels a sentence carries: one per item (token, entity, arc, phrase or argument)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def probe_items(sentence: dict) -> list[tuple]:
+        """The sentence's probe items in word positions (+1: position 0 is [CLS]), label last:
+        ``arc``: (dependent, head, label); ``predicate span``: (predicate, start, end, label);
+        ``centroid``: (start, end, label) of the words whose vectors are averaged."""
+        raise NotImplementedError
 
     def targets(self, sentences: list[dict], num_words: int) -> dict[str, Any]:
         """Gold targets for a batch, padded to ``num_words`` words."""

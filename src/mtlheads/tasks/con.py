@@ -152,6 +152,21 @@ def cky(scores: torch.Tensor, lengths: torch.Tensor) -> list[list[tuple[int, int
 
 class CON(Task):
     name, metric = "con", "f1"
+    order = 3
+    columns, probe, paper_gate_lambda = ("tree",), "centroid", 0.01
+
+    @staticmethod
+    def labels_of(sentence):
+        from mtlheads.data.stats import constituents
+
+        return [label for _, _, label in constituents(sentence["tree"])]
+
+    @staticmethod
+    def probe_items(sentence):
+        """The lowest phrases (over preterminals only), as the paper probes constituents."""
+        from mtlheads.data.stats import constituents
+
+        return [(s + 1, e + 1, label) for s, e, label in constituents(sentence["tree"], height=3)]
 
     def __init__(self, hidden: int, labels: list[str], span_mlp: int = 500, label_mlp: int = 100):
         super().__init__()

@@ -97,6 +97,16 @@ def attachment_scores(predictions, golds, sentences) -> dict[str, float]:
 
 class DEP(Task):
     name, metric = "dep", "las"
+    order = 2
+    columns, probe, paper_gate_lambda = ("deprels",), "arc", 0.01
+
+    @staticmethod
+    def labels_of(sentence):
+        return list(sentence["deprels"])
+
+    @staticmethod
+    def probe_items(sentence):
+        return [(i + 1, h, r) for i, (h, r) in enumerate(zip(sentence["heads"], sentence["deprels"]))]
 
     def __init__(self, hidden: int, relations: list[str], arc_mlp: int = 500, rel_mlp: int = 100):
         super().__init__()

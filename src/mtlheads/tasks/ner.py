@@ -31,6 +31,16 @@ def span_f1(predictions: list[list[tuple]], golds: list[list[tuple]]) -> dict[st
 
 class NER(Task):
     name, metric = "ner", "f1"
+    order = 1
+    columns, probe, paper_gate_lambda = ("ner",), "centroid", 2e-4
+
+    @staticmethod
+    def labels_of(sentence):
+        return [label for _, _, label in spans_from_bio(sentence["ner"])]
+
+    @staticmethod
+    def probe_items(sentence):
+        return [(s + 1, e + 1, label) for s, e, label in spans_from_bio(sentence["ner"])]
 
     def __init__(self, hidden: int, labels: list[str], mlp: int = 150):
         super().__init__()

@@ -11,6 +11,16 @@ from mtlheads.tasks.base import Task, sentence_words
 
 class POS(Task):
     name, metric = "pos", "accuracy"
+    order = 0
+    columns, probe, paper_gate_lambda = ("xpos",), "centroid", 0.01
+
+    @staticmethod
+    def labels_of(sentence):
+        return list(sentence["xpos"])
+
+    @staticmethod
+    def probe_items(sentence):
+        return [(i + 1, i + 1, tag) for i, tag in enumerate(sentence["xpos"])]
 
     def __init__(self, hidden: int, labels: list[str]):
         super().__init__()

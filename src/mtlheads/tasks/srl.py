@@ -75,6 +75,17 @@ class FactoredSpanLayer(nn.Module):
 
 class SRL(Task):
     name, metric = "srl", "f1"
+    order = 4
+    columns, probe, paper_gate_lambda = ("srl",), "predicate span", 1e-3
+
+    @staticmethod
+    def labels_of(sentence):
+        return [a["role"] for f in sentence["srl"] for a in f["arguments"]]
+
+    @staticmethod
+    def probe_items(sentence):
+        return [(f["predicate"] + 1, a["start"] + 1, a["end"] + 1, a["role"])
+                for f in sentence["srl"] for a in f["arguments"]]
 
     def __init__(self, hidden: int, roles: list[str], mlp: int = 150, max_width: int = 30,
                  width_dim: int = 20, arg_ratio: float = 0.8, pred_ratio: float = 0.4, dropout: float = 0.33,
