@@ -7,19 +7,19 @@ from mtlheads.train import TrainConfig
 
 def test_labels_and_settings_come_from_the_key():
     assert RunKey.stl("pos", 1).label == "STL POS" and RunKey.stl("pos", 1).setting == "STL"
-    assert RunKey.mtl(1).label == f"MTL-{len(TASKS)}" and RunKey.mtl(1, mtl_mode="joint").setting == "MTL-5 joint"
+    assert RunKey.mtl(1).label == f"MTL-{len(TASKS)}" and RunKey.mtl(1, mtl_mode="joint").setting == f"MTL-{len(TASKS)} joint"
     assert RunKey.mtl(1, ("pos", "ner")).label == "MTL POS+NER"
     assert RunKey.stl("ner", 2, gate_lambda=0.01).label == "STL NER gated (0.01)"
     assert RunKey.pretrained().label == PRETRAINED and RunKey.pretrained().is_pretrained
     config = TrainConfig(tasks=TASKS, seed=3, mtl_mode="joint", gate_lambda=0.5)
     assert RunKey.of(config) == RunKey.mtl(3, mtl_mode="joint", gate_lambda=0.5)
-    assert config.label == "MTL-5 joint gated (0.5)"
+    assert config.label == f"MTL-{len(TASKS)} joint gated (0.5)"
     assert RunKey.of(TrainConfig(tasks=("pos",), mtl_mode="joint")) == RunKey.stl("pos", 1)  # one task: no MTL mode
 
 
 def test_a_models_role_for_a_task_is_typed_not_parsed():
     assert RunKey.stl("pos", 1).role("pos") == "STL" and RunKey.stl("ner", 1).role("pos") is None
-    assert RunKey.mtl(1).role("srl") == "MTL-5" and RunKey.pretrained().role("dep") == PRETRAINED
+    assert RunKey.mtl(1).role("srl") == f"MTL-{len(TASKS)}" and RunKey.pretrained().role("dep") == PRETRAINED
     pair = RunKey.mtl(1, ("pos", "ner"))
     assert pair.role("ner") == "MTL +POS" and pair.role("pos") == "MTL +NER" and pair.role("dep") is None
 

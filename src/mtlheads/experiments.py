@@ -13,7 +13,7 @@ from mtlheads import cache, devices, probes
 from mtlheads.data import ewt5
 from mtlheads.encoder import fingerprint, load_encoder
 from mtlheads.gates import OPEN_THRESHOLD, evaluation_gates
-from mtlheads.registry import PRETRAINED, RunKey
+from mtlheads.registry import MTL, MTL_JOINT, PRETRAINED, RunKey
 from mtlheads.tasks import TASK_CLASSES, TASKS
 from mtlheads.train import TrainConfig, RunResult, corpus_split, load_model, train_cached, train_many
 
@@ -65,7 +65,7 @@ def score_table(results: list[RunResult], split: str = "test") -> pd.DataFrame:
     table = stats.pivot(index="task", columns="setting", values=["mean", "std"])
     table = table.reindex([t for t in TASKS if t in table.index])
     out = pd.DataFrame(index=table.index)
-    settings = [s for s in ("STL", "MTL-5", "MTL-5 joint") if ("mean", s) in table.columns]
+    settings = [s for s in ("STL", MTL, MTL_JOINT) if ("mean", s) in table.columns]
     for s in settings:
         out[f"{s}"] = table[("mean", s)]
         out[f"{s} sd"] = table[("std", s)]
@@ -289,7 +289,7 @@ def label_deltas(best: pd.DataFrame) -> pd.DataFrame:
     wide = stats.pivot(index=["task", "label"], columns="setting", values=["mean", "std"])
     counts = best.groupby(["task", "label"])["count"].first()
     out = pd.DataFrame({"count": counts})
-    settings = [s for s in [PRETRAINED, "STL", "MTL-5"] if ("mean", s) in wide.columns]
+    settings = [s for s in [PRETRAINED, "STL", MTL] if ("mean", s) in wide.columns]
     settings += sorted(s for s in wide.columns.get_level_values(1).unique() if s.startswith("MTL +"))
     for s in settings:
         out[s] = wide[("mean", s)]

@@ -87,3 +87,7 @@ class RunKey:
         if set(self.tasks) == set(TASKS):
             return self.setting
         return "MTL +" + "+".join(t.upper() for t in self.tasks if t != task)
+
+
+MTL = RunKey.mtl(0).setting  # ``MTL-5``: every task, sampled batches (the paper's MTL)
+MTL_JOINT = RunKey.mtl(0, mtl_mode="joint").setting  # ``MTL-5 joint``
