@@ -154,6 +154,22 @@ def test_the_parameters_and_setup_cells_are_folded_in_the_rendered_page():
         assert all("hide-input" in c["metadata"].get("tags", []) for c in (parameters, setup)), notebook
 
 
+@pytest.mark.parametrize("notebook", chapter_notebooks(), ids=lambda p: p.stem)
+def test_chapters_follow_claim_setup_result_deviation_summary(notebook):
+    """The book's chapter shape, in order, and a Summary that quotes glued results (a verdict,
+    where the chapter tests a claim) rather than numbers typed by hand."""
+    cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "markdown"]
+    text = "\n".join("".join(c["source"]) for c in cells)
+    marks = ["**Claim.**", "## Setup", "## Result", "## Deviation from the paper", "## Summary"]
+    places = [text.find(m) for m in marks]
+    assert all(p >= 0 for p in places) and places == sorted(places), dict(zip(marks, places))
+    summary = text[places[-1]:]
+    cited = GLUE_ROLE.findall(summary)
+    assert cited and not re.search(r"(?<![`\w])\d+\.\d", GLUE_ROLE.sub("", summary)), summary
+    if notebook.stem != "01_corpus":
+        assert any("verdict" in name for name in cited), cited
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", chapter_notebooks(), ids=lambda p: p.stem)
 def test_chapter_runs_at_smoke_and_glues_sane_values(notebook, tmp_path):
