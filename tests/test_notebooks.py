@@ -7,6 +7,7 @@ import re
 import pytest
 
 from mtlheads.bookrun import ROOT, chapter_notebooks, execute_chapter, read_glue, toc_files
+from mtlheads.registry import MTL, MTL_JOINT
 from mtlheads.tasks import TASKS
 
 GLUE_ROLE = re.compile(r"\{glue:text\}`([A-Za-z0-9_]+)(?::[^`]*)?`")
@@ -41,7 +42,7 @@ RANGES = {
         "ch2_mtl_below_stl": (0, len(TASKS)),
         "ch2_stl_seconds": (0.01, 3600.0),
         "ch2_joint_seconds": (0.01, 3600.0),
-        "ch2_mtl_update_ratio": (5.0, 5.0),  # sampled MTL-5: one task a step, five passes an epoch
+        "ch2_mtl_update_ratio": (float(len(TASKS)),) * 2,  # sampled MTL: one task a step, a pass per task an epoch
         "ch2_srl_unary_loss": (1.0, 1.0),
         "ch2_word_embedding_percent": (50.0, 55.0),  # MiniLM-L6: 30,522 x 384 of 22.7M weights
     },
@@ -119,8 +120,7 @@ RANGES = {
 WORDS = {"ch2_verdict": {"holds", "does not hold"},
          "ch2_frozen_embeddings": {"frozen"},  # smoke runs the default profile's recipe
          "ch2_full_recipe": {"the paper's recipe"},
-         "ch2_max_sd_where": {f"{t} {s}" for t in ("POS", "NER", "DEP", "CON", "SRL")
-                              for s in ("STL", "MTL-5", "MTL-5 joint")},
+         "ch2_max_sd_where": {f"{t.upper()} {s}" for t in TASKS for s in ("STL", MTL, MTL_JOINT)},
          "ch3_shared_verdict": {"more", "not significantly more"},
          "ch3_middle_verdict": {"a middle layer", "not a middle layer"},
          "ch4_stl_verdict": {"holds", "does not hold"},

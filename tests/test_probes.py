@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from mtlheads import probes
+from mtlheads.tasks import TASK_CLASSES
 from mtlheads.data import ewt5
 
 # "The unbelievably tall giraffe ate ." : a tree with a word the tokenizer splits.
@@ -113,8 +114,10 @@ def test_probes_on_real_test_sentences_give_one_result_per_probe_and_valid_accur
     test, fit = list(corpus["test"].select(range(20))), list(corpus["train"].select(range(20)))
     results = probes.probe_all(probes.read_heads(tiny, test, progress=False),
                                probes.read_heads(tiny, fit, progress=False))
-    assert set(results) == {("pos", "same"), ("pos", "fit"), ("ner", "same"), ("ner", "fit"), ("dep", "attention"),
-                            ("con", "same"), ("con", "fit"), ("srl", "attention")}
+    expected = {("pos", "same"), ("pos", "fit"), ("ner", "same"), ("ner", "fit"), ("dep", "attention"),
+                ("con", "same"), ("con", "fit"), ("srl", "attention")}
+    variants = {"centroid": ("same", "fit"), "arc": ("attention",), "predicate span": ("attention",)}
+    assert set(results) == {(t, v) for t in probes.PROBED_TASKS for v in variants[TASK_CLASSES[t].probe]} >= expected
     n_words = sum(len(s["tokens"]) for s in test)
     assert results[("pos", "same")].counts.sum() == n_words
     assert results[("dep", "attention")].counts.sum() == n_words
@@ -136,17 +139,17 @@ def test_label_deltas_take_each_task_from_its_own_stl_model_and_pairs_containing
     import pandas as pd
 
     from mtlheads.experiments import label_deltas
-    from mtlheads.registry import PRETRAINED, RunKey
+    from mtlheads.registry import MTL, PRETRAINED, RunKey
 
     keys = {PRETRAINED: RunKey.pretrained(), "STL POS": RunKey.stl("pos", 1), "STL NER": RunKey.stl("ner", 1),
-            "MTL-5": RunKey.mtl(1), "MTL POS+NER": RunKey.mtl(1, ("pos", "ner"))}
+            MTL: RunKey.mtl(1), "MTL POS+NER": RunKey.mtl(1, ("pos", "ner"))}
     rows = [("pos", "NN", PRETRAINED, 0, 50.0), ("pos", "NN", "STL POS", 1, 70.0), ("pos", "NN", "STL POS", 2, 74.0),
-            ("pos", "NN", "STL NER", 1, 10.0), ("pos", "NN", "MTL-5", 1, 60.0), ("pos", "NN", "MTL-5", 2, 64.0),
+            ("pos", "NN", "STL NER", 1, 10.0), ("pos", "NN", MTL, 1, 60.0), ("pos", "NN", MTL, 2, 64.0),
             ("pos", "NN", "MTL POS+NER", 1, 66.0)]
     best = pd.DataFrame([{"task": t, "label": lab, "model": m, "seed": s, "key": keys[m], "accuracy": a, "count": 100,
                           "layer": 0, "head": 0} for t, lab, m, s, a in rows])
     row = label_deltas(best).iloc[0]
     assert row["STL"] == 72.0 and row["STL sd"] == pytest.approx(np.std([70, 74], ddof=1))
-    assert row["MTL-5 - STL"] == -10.0
+    assert row[f"{MTL} - STL"] == -10.0
     assert row[f"{PRETRAINED} - STL"] == -22.0
     assert row["MTL +NER - STL"] == -6.0
