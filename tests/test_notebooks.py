@@ -141,6 +141,8 @@ def test_source_notebooks_are_stripped_and_parameterised():
         cells = json.loads(notebook.read_text())["cells"]
         assert not any(c.get("outputs") or c.get("execution_count") for c in cells if c["cell_type"] == "code"), notebook
         assert any("parameters" in c["metadata"].get("tags", []) for c in cells), notebook
+        ids = [c.get("id") for c in cells]  # nbformat 4.5: every cell has its own id
+        assert None not in ids and len(set(ids)) == len(ids), notebook
 
 
 def test_the_parameters_and_setup_cells_are_folded_in_the_rendered_page():

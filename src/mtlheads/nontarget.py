@@ -21,6 +21,7 @@ import pandas as pd
 
 from mtlheads import metrics, numreason, readersum
 from mtlheads.data import numeric
+from mtlheads.model import MultiTaskModel
 
 VERDICTS = ("holds", "is reversed", "is not shown")
 
@@ -117,7 +118,32 @@ def same_number(prediction: str | None, answer: str) -> bool:
         return False
 
 
-def counterfactual_frame(model: numreason.NumReason, items: list[dict], max_source: int, progress: bool = True) -> pd.DataFrame:
+def target_scores(label: str, seed: int, arithmetic: list[dict], items: list[dict], spans: list[dict],
+                  span_questions: list[dict], gsm: list[dict], gsm_items: list[dict]) -> dict:
+    """One chapter-6 model's target heads on their own tasks, what every non-target reading
+    presupposes: the span head's SQuAD exact match and F1 and its share of questions with no
+    span (``spans``: its predictions on ``span_questions``); with a generative head, its exact
+    match on the arithmetic ``items`` and GSM8K, the type head's share routed right on both
+    kinds, and the most common generated answer with its share (a head that writes one number
+    for everything has not learnt to compute)."""
+    row = {"model": label, "seed": seed,
+           **metrics.squad_scores([p["span_answer"] for p in spans], [q["answers"] for q in span_questions]),
+           "SQuAD: no span (%)": 100 * np.mean([not p["spans"] for p in spans])}
+    if all(p["generated"] is None for p in arithmetic):
+        return row  # the span-only control
+    generated = collections.Counter(p["generated"] for p in arithmetic).most_common(1)[0]
+    return row | {
+        "arithmetic: generated EM (%)": 100 * np.mean([same_number(p["generated"], i["answer"])
+                                                      for p, i in zip(arithmetic, items)]),
+        "type head right on arithmetic (%)": 100 * np.mean([p["type"] == "generation" for p in arithmetic]),
+        "type head right on SQuAD (%)": 100 * np.mean([p["type"] == "span" for p in spans]),
+        "GSM8K: generated EM (%)": 100 * np.mean([same_number(p["generated"], i["answer"])
+                                                 for p, i in zip(gsm, gsm_items)]),
+        "most common generated answer": generated[0],
+        "share of that answer (%)": 100 * generated[1] / len(arithmetic)}
+
+
+def counterfactual_frame(model: MultiTaskModel, items: list[dict], max_source: int, progress: bool = True) -> pd.DataFrame:
     """For each item with a counterfactual (``numeric.counterfactuals``), whether the span head's
     number set and the generated answer change between the original and the edited question,
     and (for an argument swap) whether the spans take up the new argument."""
@@ -224,7 +250,7 @@ def _distinct_answers(a: dict, b: dict) -> bool:
     return bool(x) and bool(y) and x not in y and y not in x
 
 
-def query_focus(model: readersum.ReaderSum, pairs: list[dict], max_source: int, label: str, progress: bool = True,
+def query_focus(model: MultiTaskModel, pairs: list[dict], max_source: int, label: str, progress: bool = True,
                 **generation) -> pd.DataFrame:
     """One row per (passage, question, input) for ``pairs`` from ``paired_questions``: the
     summary of ``question [SEP] context`` and of the context alone, whether it contains the
