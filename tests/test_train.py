@@ -225,3 +225,24 @@ def test_optimise_clips_steps_every_optimiser_and_stops_when_asked():
     # the clipped parameter moved 0.1 a step (norm), the other one by its raw gradient (100 each)
     assert torch.linalg.vector_norm(before[0] - clipped.detach()).item() == pytest.approx(0.3, rel=1e-5)
     assert torch.allclose(before[1] - other.detach(), torch.full((4,), 300.0))
+
+
+def test_both_trainers_split_parameters_the_same_way(corpus):
+    """Pretrained (the encoder's trainable weights) and new (the decoders', or a head's fresh
+    layers) in the model's order; frozen weights and excluded gates in neither."""
+    from mtlheads import optim
+    from mtlheads.gates import HardConcreteGates
+    from mtlheads.model import MultiTaskModel
+    from mtlheads.tasks import build_task
+
+    encoder = tiny_encoder()
+    encoder.freeze_word_embeddings()
+    gates = HardConcreteGates(encoder.num_layers, encoder.num_heads)
+    sentences = list(corpus["train"].select(range(20)))
+    model = MultiTaskModel(encoder, {"pos": build_task("pos", sentences, encoder.hidden_size)}, gates)
+    pretrained, new, both = optim.split_parameters(model, exclude=tuple(gates.parameters()))
+    assert [id(p) for p in pretrained] == [id(p) for p in encoder.parameters() if p.requires_grad]
+    assert [id(p) for p in new] == [id(p) for p in model.decoders.parameters()]
+    assert [id(p) for p in both] == [id(p) for p in pretrained + new]
+    assert not {id(p) for p in gates.parameters()} & {id(p) for p in both}
+    assert id(encoder.embedding("word_embeddings").weight) not in {id(p) for p in both}

@@ -14,7 +14,6 @@ import dataclasses
 import itertools
 import random
 import time
-from typing import Callable
 
 import torch
 from torch import nn
@@ -69,18 +68,16 @@ def batches(items: list, size: int):
         yield items[i:i + size]
 
 
-def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: list[nn.Parameter], *, epochs: float,
-        batch_size: int, lr: float, lr_new: float, warmup: float, clip: float, seed: int, desc: str,
-        progress: bool = True, bf16: bool = False) -> dict:
-    """Train ``model`` in place on shuffled batches of ``examples``; ``new`` parameters get
-    ``lr_new``, the other trainable ones ``lr``. Batches are collated on the host and moved to the
+def fit(model: MultiTaskModel, examples: list, *, epochs: float, batch_size: int, lr: float, lr_new: float,
+        warmup: float, clip: float, seed: int, desc: str, progress: bool = True, bf16: bool = False) -> dict:
+    """Train ``model`` in place on shuffled batches of ``examples`` (``model.collate`` makes
+    them); its ``new_parameters()`` get ``lr_new``, the other trainable ones ``lr``. Batches are collated on the host and moved to the
     model's device; with ``bf16`` on CUDA the forward pass runs under bfloat16 autocast. Returns
     ``steps``, ``train_seconds`` and ``losses`` (per step, the float loss of each head, read back
     once at the end)."""
     rng = random.Random(seed)
     total = max(1, round(epochs * -(-len(examples) // batch_size)))
-    new_ids = {id(p) for p in new}
-    pretrained = [p for p in model.parameters() if id(p) not in new_ids and p.requires_grad]
+    pretrained, new, trained = optim.split_parameters(model)
     optimizer = optim.adamw([{"params": pretrained, "lr": lr}, {"params": new, "lr": lr_new}])
     schedule = optim.warmup_then_decay(optimizer, total, warmup)
     device = devices.module_device(model)
@@ -94,14 +91,14 @@ def fit(model: nn.Module, examples: list, collate: Callable[[list], dict], new: 
             order = list(range(len(examples)))
             rng.shuffle(order)
         chosen, order = order[:batch_size], order[batch_size:]
-        batch = devices.move(collate([examples[i] for i in chosen]), device)
+        batch = devices.move(model.collate([examples[i] for i in chosen]), device)
         with devices.autocast(device, bf16):
             parts = {t: v.float() for t, v in model.losses(batch).items()}
         losses.append({t: v.detach() for t, v in parts.items()})
         return sum(parts.values()), losses[-1]
 
     start = time.perf_counter()
-    optim.optimise(total, batch_loss, [optimizer], schedule, list(model.parameters()), clip, device, desc, progress)
+    optim.optimise(total, batch_loss, [optimizer], schedule, trained, clip, device, desc, progress)
     seconds = time.perf_counter() - start
     model.eval()
     return {"steps": total, "train_seconds": seconds, "losses": [{t: float(v) for t, v in d.items()} for d in losses]}
@@ -112,7 +109,7 @@ def train_run(model: MultiTaskModel, config, examples: list, progress: bool = Tr
     (``epochs``, ``batch_size``, ``lr``, ``lr_new``, ``warmup``, ``clip``, ``seed``, ``label``,
     ``bf16``); its ``new_parameters()`` get ``lr_new``. The trained weights in a ``RunResult``,
     with the examples per task."""
-    run = fit(model, examples, model.collate, model.new_parameters(), epochs=config.epochs,
+    run = fit(model, examples, epochs=config.epochs,
               batch_size=config.batch_size, lr=config.lr, lr_new=config.lr_new, warmup=config.warmup, clip=config.clip,
               seed=config.seed, desc=config.label, progress=progress, bf16=config.bf16)
     counts = collections.Counter(e["task"] for e in examples)

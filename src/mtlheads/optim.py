@@ -23,6 +23,17 @@ def adamw(groups: list[dict]) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, fused=True)
 
 
+def split_parameters(model: nn.Module, exclude: tuple[nn.Parameter, ...] = ()) -> tuple[list, list, list]:
+    """``model``'s trainable parameters as (pretrained, new, both), each in the model's order:
+    ``new`` those of ``model.new_parameters()`` (the layers that start untrained, which the
+    trainers give their own learning rate), ``pretrained`` the others; ``exclude`` (head gates,
+    which have their own optimiser) in neither."""
+    new_ids = {id(p) for p in model.new_parameters()}
+    skip = {id(p) for p in exclude}
+    both = [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
+    return [p for p in both if id(p) not in new_ids], [p for p in both if id(p) in new_ids], both
+
+
 def warmup_then_decay(optimizer: torch.optim.Optimizer, total: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
     """Each group's learning rate rises linearly over the first ``warmup`` share of ``total``
     steps (at least one), then falls linearly to zero at the last."""

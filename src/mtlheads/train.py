@@ -247,11 +247,10 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
     steps_per_epoch, total_steps = planned_steps(config, len(train_set))
     probs = sampling_probabilities({t: batches_per_epoch for t in config.tasks}, config.sampling_temperature)
 
-    encoder_params = [p for p in enc.parameters() if p.requires_grad]
-    trained = encoder_params + list(model.decoders.parameters())
-    groups = [{"params": encoder_params, "lr": config.lr_encoder},
-              {"params": model.decoders.parameters(), "lr": config.lr_decoder}]
-    optimizer = optim.adamw(groups)
+    gates = tuple(model.gates.parameters()) if model.gates is not None else ()
+    encoder_params, decoder_params, trained = optim.split_parameters(model, exclude=gates)  # decoders start new
+    optimizer = optim.adamw([{"params": encoder_params, "lr": config.lr_encoder},
+                             {"params": decoder_params, "lr": config.lr_decoder}])
     gate_optimizer = torch.optim.Adam(model.gates.parameters(), lr=config.lr_gates) if model.gates is not None else None
     schedule = optim.warmup_then_decay(optimizer, total_steps, config.warmup)
     balancer = LossBalancer(config.tasks, config.loss_window)
