@@ -22,7 +22,9 @@ def test_unknown_profile_and_parameter_list_valid_ones():
 
 
 def test_every_profile_value_passes_its_knob_check():
-    assert set(profiles.KNOBS) == set(profiles.load("default"))
+    loaded = set(profiles.load("default"))
+    sectioned = {k for k in loaded if k.split("_")[0] in profiles.SECTIONS and k not in profiles.KNOBS}
+    assert loaded - sectioned == set(profiles.KNOBS) and {"numreason_lr", "readersum_max_source"} <= sectioned
     for name in profiles.available():
         profiles.read(name)  # raises, naming the knob, if any value is out of its range
 
@@ -55,3 +57,22 @@ def test_a_bad_value_in_a_profile_file_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(profiles, "PARAMS_DIR", tmp_path)
     with pytest.raises(ValueError, match=r"broken.yaml: batch_size = 0 is out of range"):
         profiles.load("broken")
+
+
+def test_a_section_sets_its_configs_fields_each_checked_by_the_configs_rules(tmp_path, monkeypatch):
+    from mtlheads import numreason
+
+    knobs = profiles.load("default")
+    configs = numreason.profile_configs(knobs)
+    assert configs[0].lr == knobs["numreason_lr"] and configs[0].max_answer == numreason.NumReasonConfig.max_answer
+    with pytest.raises(ValueError, match=r"numreason_lr = -1 is out of range"):
+        profiles.load("default", numreason_lr=-1)
+    text = (profiles.PARAMS_DIR / "smoke.yaml").read_text()
+    for broken, message in [(text.replace("  lr_new: 5.0e-3", "  lr_new: -1"), r"numreason.lr_new = -1 is out of range"),
+                            (text.replace("  lr_new: 5.0e-3", "  learning_rate: 1"),
+                             r"section numreason = .* its fields: .*lr_new"),
+                            (text.replace("  lr_new: 5.0e-3", "  seed: 3"), r"section numreason = .*its fields")]:
+        (tmp_path / "broken.yaml").write_text(broken)
+        monkeypatch.setattr(profiles, "PARAMS_DIR", tmp_path)
+        with pytest.raises(ValueError, match=message):
+            profiles.load("broken")

@@ -38,6 +38,11 @@ TYPES = ("span", "generation")  # what the type head chooses between
 DIGITS = "0123456789.-"
 
 
+# The config's fields and their valid values (also a profile's ``numreason`` section's).
+RULES = {**multihead.RUN_RULES, "span_examples": Knob("int", low=1, nullable=True),
+         "arithmetic_examples": Knob("int", low=1, nullable=True), "max_answer": Knob("int", low=3)}
+
+
 @dataclass(frozen=True)
 class NumReasonConfig:
     """One training run. ``tasks`` is ``("span", "arithmetic")`` (the three-head model) or
@@ -65,8 +70,7 @@ class NumReasonConfig:
     def __post_init__(self):
         if "span" not in self.tasks or any(t not in TASKS for t in self.tasks):
             raise ValueError(f"tasks must include 'span' and come from {TASKS}, not {self.tasks!r}")
-        check_fields(self, {**multihead.RUN_RULES, "span_examples": Knob("int", low=1, nullable=True),
-                            "arithmetic_examples": Knob("int", low=1, nullable=True), "max_answer": Knob("int", low=3)})
+        check_fields(self, RULES)
         devices.settle(self)
 
     @property

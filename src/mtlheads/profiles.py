@@ -53,27 +53,37 @@ KNOBS: dict[str, Knob] = {
     "probe_fit_sentences": _COUNT,
     "probe_min_count": Knob("int", low=0),
     "pairwise_mtl": Knob("bool"),
-    "readersum_qa_examples": _COUNT,
-    "readersum_summ_examples": _COUNT,
-    "readersum_epochs": Knob("float", low=1e-9),
-    "readersum_batch_size": _SIZE,
-    "readersum_max_source": Knob("int", low=16),
-    "readersum_frozen_layers": Knob("int", low=0),
-    "readersum_lr": _RATE,
     "focus_contexts": _COUNT,
     "rouge_documents": _COUNT,
     "qa_eval_questions": _COUNT,
-    "numreason_span_examples": _COUNT,
-    "numreason_arithmetic_examples": _COUNT,
-    "numreason_epochs": Knob("float", low=1e-9),
-    "numreason_batch_size": _SIZE,
-    "numreason_max_source": Knob("int", low=16),
-    "numreason_frozen_layers": Knob("int", low=0),
-    "numreason_lr": _RATE,
-    "numreason_lr_new": _RATE,
     "numreason_span_eval": _COUNT,
     "gsm8k_problems": _COUNT,
 }
+# A profile's sections: one per experiment whose config class reads it (``multihead.profile_configs``).
+# Each key is a field of the class, checked by the class's rules, and read as ``<section>_<field>``
+# (``numreason: {lr: 5e-4}`` is the knob ``numreason_lr``); a field left out keeps its default.
+SECTIONS = ("numreason", "readersum")
+_SET_BY_THE_BOOK = {"tasks", "encoder", "seed", "device", "bf16"}  # a section may not set these
+
+
+def section_rules(section: str) -> dict[str, Knob]:
+    """The fields a profile's ``section`` may set, with their rules (the config class's)."""
+    import importlib
+
+    rules = importlib.import_module(f"mtlheads.{section}").RULES
+    return {name: knob for name, knob in rules.items() if knob is not None and name not in _SET_BY_THE_BOOK}
+
+
+def knob(name: str) -> Knob | None:
+    """The rule of knob ``name`` (a section's as ``<section>_<field>``); None if there is none."""
+    if name in KNOBS:
+        return KNOBS[name]
+    for section in SECTIONS:
+        if name.startswith(section + "_"):
+            return section_rules(section).get(name[len(section) + 1:])
+    return None
+
+
 # Mappings overridden in part keep the profile's other entries (``-y "gate_lambdas: {pos: 0.5}"``).
 _MERGED = {"gate_lambdas"}
 
@@ -83,17 +93,28 @@ def available() -> list[str]:
 
 
 def read(profile: str) -> dict[str, Any]:
-    """A profile's knobs as written, each checked against ``KNOBS``."""
+    """A profile's knobs as written, each checked against ``KNOBS`` (a section's against its
+    config's rules), with every section flattened to ``<section>_<field>`` knobs."""
     path = PARAMS_DIR / f"{profile}.yaml"
     if not isinstance(profile, str) or not path.is_file():
         raise ValueError(f"unknown profile {profile!r}; valid profiles: {', '.join(available())}")
-    knobs = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(knobs) - set(KNOBS))
-    missing = sorted(set(KNOBS) - set(knobs))
+    written = yaml.safe_load(path.read_text()) or {}
+    unknown = sorted(set(written) - set(KNOBS) - set(SECTIONS))
+    missing = sorted(set(KNOBS) - set(written))
     if unknown or missing:
-        raise ValueError(f"{path}: unknown knob(s) {unknown}, missing knob(s) {missing}; the knobs are {sorted(KNOBS)}")
-    for name, value in knobs.items():
-        check(f"{path.name}: {name}", value, KNOBS[name])
+        raise ValueError(f"{path}: unknown knob(s) {unknown}, missing knob(s) {missing}; the knobs are {sorted(KNOBS)} "
+                         f"and the sections {list(SECTIONS)}")
+    knobs = {}
+    for name, value in written.items():
+        if name not in SECTIONS:
+            knobs[name] = check(f"{path.name}: {name}", value, KNOBS[name])
+            continue
+        rules = section_rules(name)
+        if not isinstance(value, dict) or set(value) - set(rules):
+            raise ValueError(f"{path.name}: section {name} = {value!r} must map some of its fields to values; "
+                             f"its fields: {', '.join(rules)}")
+        for field, v in value.items():
+            knobs[f"{name}_{field}"] = check(f"{path.name}: {name}.{field}", v, rules[field])
     return knobs
 
 
@@ -119,7 +140,7 @@ def load(profile: str, **overrides: Any) -> dict[str, Any]:
             continue
         if name in _MERGED and isinstance(value, dict):
             value = {**knobs[name], **value}
-        knobs[name] = check(name, value, KNOBS[name])
+        knobs[name] = check(name, value, knob(name))
     knobs["device"] = devices.canonical(knobs["device"])
     knobs["profile"] = profile
     return knobs

@@ -31,6 +31,12 @@ from mtlheads.runs import RunResult
 TASKS = ("qa", "summ")
 
 
+# The config's fields and their valid values (also a profile's ``readersum`` section's).
+RULES = {**multihead.RUN_RULES, "qa_examples": Knob("int", low=1, nullable=True),
+         "summ_examples": Knob("int", low=1, nullable=True), "max_summary": Knob("int", low=3), "copy": Knob("bool"),
+         "output_vocab": Knob("int", low=1, nullable=True)}
+
+
 @dataclass(frozen=True)
 class ReaderSumConfig:
     """One training run. ``tasks`` is ``("qa", "summ")`` (the multi-task model) or ``("summ",)``
@@ -61,9 +67,7 @@ class ReaderSumConfig:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or "summ" not in self.tasks:
             raise ValueError(f"tasks must include 'summ' and come from {TASKS}, not {self.tasks!r}")
-        check_fields(self, {**multihead.RUN_RULES, "qa_examples": Knob("int", low=1, nullable=True),
-                            "summ_examples": Knob("int", low=1, nullable=True), "max_summary": Knob("int", low=3),
-                            "copy": Knob("bool"), "output_vocab": Knob("int", low=1, nullable=True)})
+        check_fields(self, RULES)
         devices.settle(self)
 
     @property
