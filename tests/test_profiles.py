@@ -23,8 +23,10 @@ def test_unknown_profile_and_parameter_list_valid_ones():
 
 def test_every_profile_value_passes_its_knob_check():
     loaded = set(profiles.load("default"))
-    sectioned = {k for k in loaded if k.split("_")[0] in profiles.SECTIONS and k not in profiles.KNOBS}
-    assert loaded - sectioned == set(profiles.KNOBS) and {"numreason_lr", "readersum_max_source"} <= sectioned
+    sectioned = {prefix + field for section, (_, prefix) in profiles.SECTIONS.items()
+                 for field in profiles.section_rules(section)}
+    assert loaded - sectioned == set(profiles.KNOBS) and not sectioned & set(profiles.KNOBS)
+    assert {"numreason_lr", "readersum_max_source", "epochs", "batch_size"} <= loaded & sectioned
     for name in profiles.available():
         profiles.read(name)  # raises, naming the knob, if any value is out of its range
 
@@ -55,7 +57,7 @@ def test_a_bad_value_in_a_profile_file_is_named(tmp_path, monkeypatch):
     text = (profiles.PARAMS_DIR / "smoke.yaml").read_text().replace("batch_size: 8", "batch_size: 0")
     (tmp_path / "broken.yaml").write_text(text)
     monkeypatch.setattr(profiles, "PARAMS_DIR", tmp_path)
-    with pytest.raises(ValueError, match=r"broken.yaml: batch_size = 0 is out of range"):
+    with pytest.raises(ValueError, match=r"broken.yaml: stem_cell.batch_size = 0 is out of range"):
         profiles.load("broken")
 
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, replace
 import numpy as np
 import pandas as pd
 
-from mtlheads import cache, devices, probes
+from mtlheads import cache, devices, probes, profiles
 from mtlheads.data import ewt5
 from mtlheads.encoder import fingerprint, load_encoder
 from mtlheads.gates import OPEN_THRESHOLD, evaluation_gates
@@ -17,9 +17,10 @@ from mtlheads.registry import MTL, MTL_JOINT, PRETRAINED, RunKey
 from mtlheads.tasks import TASK_CLASSES, TASKS
 from mtlheads.train import TrainConfig, RunResult, corpus_split, load_model, train_cached, train_many
 
-# A profile's training knobs: the scale, and the two recipe changes short runs need.
-RUN_KNOBS = ("train_sentences", "dev_sentences", "test_sentences", "epochs", "evaluations", "patience",
-             "batch_size", "freeze_word_embeddings", "srl_unary_loss", "device", "bf16")
+def run_knobs(knobs: dict) -> dict:
+    """The ``TrainConfig`` fields a profile sets for every Stem Cell run: its ``stem_cell``
+    section (the scale, and the recipe changes short runs need), its device and bf16."""
+    return {**profiles.section_knobs(knobs, "stem_cell"), "device": knobs["device"], "bf16": knobs["bf16"]}
 
 
 def stl_mtl_seeds(knobs: dict) -> list[int]:
@@ -30,7 +31,7 @@ def stl_mtl_seeds(knobs: dict) -> list[int]:
 
 def stl_mtl_configs(knobs: dict, mtl_modes=("sample", "joint")) -> list[TrainConfig]:
     """Five STL runs and one MTL-5 run per mode, for every seed of chapter 2, at the profile's scale."""
-    scale = {k: knobs[k] for k in RUN_KNOBS}
+    scale = run_knobs(knobs)
     configs = []
     for seed in stl_mtl_seeds(knobs):
         configs += [TrainConfig(tasks=(t,), encoder=knobs["encoder"], seed=seed, **scale) for t in TASKS]
@@ -129,8 +130,8 @@ PAPER_LAMBDAS = {**{t: TASK_CLASSES[t].paper_gate_lambda for t in TASKS}, "mtl":
 
 
 def _gated(knobs: dict, **fields) -> TrainConfig:
-    scale = {k: knobs[k] for k in RUN_KNOBS}
-    return TrainConfig(encoder=knobs["encoder"], lr_encoder=1e-5, lr_gates=knobs["gate_lr"], **scale, **fields)
+    scale = run_knobs(knobs)
+    return TrainConfig(**{**scale, "encoder": knobs["encoder"], "lr_encoder": 1e-5, "lr_gates": knobs["gate_lr"], **fields})
 
 
 def gate_configs(knobs: dict) -> list[TrainConfig]:
@@ -220,7 +221,7 @@ def probe_models(knobs: dict) -> dict[RunKey, TrainConfig | None]:
     task and MTL-5 (the paper's sampled MTL) for every seed, and with ``pairwise_mtl`` every task
     pair's MTL model."""
     models: dict[RunKey, TrainConfig | None] = {RunKey.pretrained(): None}
-    scale = {k: knobs[k] for k in RUN_KNOBS}
+    scale = run_knobs(knobs)
 
     def config(key: RunKey) -> TrainConfig:
         return TrainConfig(tasks=key.tasks, encoder=knobs["encoder"], seed=key.seed, **scale)

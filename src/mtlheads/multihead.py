@@ -10,7 +10,6 @@ loop, ``optim.optimise``, as the Stem Cell trainer's do.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
 import random
 import time
@@ -18,7 +17,7 @@ import time
 import torch
 from torch import nn
 
-from mtlheads import devices, optim
+from mtlheads import devices, optim, profiles
 from mtlheads.encoder import load_encoder
 from mtlheads.checks import Knob
 from mtlheads.model import MultiTaskModel
@@ -46,13 +45,11 @@ def built(heads_of, config, encoder=None) -> MultiTaskModel:
     return MultiTaskModel(encoder, heads, routes=routes).to(devices.resolve(config.device))
 
 
-def profile_configs(config_class, knobs: dict, prefix: str, settings: tuple[tuple[str, ...], ...]) -> list:
+def profile_configs(config_class, knobs: dict, section: str, settings: tuple[tuple[str, ...], ...]) -> list:
     """One ``config_class`` per seed of a profile and per tasks tuple of ``settings`` (in that
-    order): every knob named ``<prefix>_<field>`` for a field of the class, with the profile's
-    encoder, device and bf16; the other fields keep their defaults."""
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    chosen = {k[len(prefix) + 1:]: v for k, v in knobs.items()
-              if k.startswith(prefix + "_") and k[len(prefix) + 1:] in fields}
+    order): the fields the profile's ``section`` sets, with its encoder, device and bf16; the
+    other fields keep their defaults."""
+    chosen = profiles.section_knobs(knobs, section)
     return [config_class(tasks=tasks, encoder=knobs["encoder"], seed=seed, device=knobs["device"], bf16=knobs["bf16"],
                          **chosen) for seed in knobs["seeds"] for tasks in settings]
 

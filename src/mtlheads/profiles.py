@@ -35,15 +35,6 @@ KNOBS: dict[str, Knob] = {
     "seeds": Knob("ints", low=0),
     "stl_mtl_seeds": Knob("ints", low=0, nullable=True),
     "workers": _SIZE,
-    "train_sentences": _COUNT,
-    "dev_sentences": _COUNT,
-    "test_sentences": _COUNT,
-    "epochs": Knob("float", low=1e-9),
-    "evaluations": _SIZE,
-    "patience": Knob("int", low=1, nullable=True),
-    "batch_size": _SIZE,
-    "freeze_word_embeddings": Knob("bool"),
-    "srl_unary_loss": Knob("float", low=0),
     "gate_lr": _RATE,
     "gate_lambdas": Knob("weights", low=0, keys=(*STL_MTL_TASKS, "mtl"), partial=True),  # missing: the paper's
     "gate_mtl_mode": Knob("str", choices=("sample", "joint")),
@@ -59,28 +50,36 @@ KNOBS: dict[str, Knob] = {
     "numreason_span_eval": _COUNT,
     "gsm8k_problems": _COUNT,
 }
-# A profile's sections: one per experiment whose config class reads it (``multihead.profile_configs``).
-# Each key is a field of the class, checked by the class's rules, and read as ``<section>_<field>``
-# (``numreason: {lr: 5e-4}`` is the knob ``numreason_lr``); a field left out keeps its default.
-SECTIONS = ("numreason", "readersum")
-_SET_BY_THE_BOOK = {"tasks", "encoder", "seed", "device", "bf16"}  # a section may not set these
+# A profile's sections: one per experiment, each key a field of the experiment's config class,
+# checked by the class's rules (its module's ``RULES``) and read as the knob ``<prefix><field>``
+# (``numreason: {lr: 5e-4}`` is ``numreason_lr``; ``stem_cell: {epochs: 2}`` is ``epochs``); a
+# field left out keeps the class's default.
+SECTIONS = {"stem_cell": ("train", ""), "numreason": ("numreason", "numreason_"), "readersum": ("readersum", "readersum_")}
+# Set for every run by the book (its encoder, seeds, device) or by a chapter (tasks, MTL mode, gates).
+_NOT_IN_SECTIONS = {"tasks", "encoder", "seed", "device", "bf16", "mtl_mode", "gate_lambda", "lr_gates"}
 
 
 def section_rules(section: str) -> dict[str, Knob]:
     """The fields a profile's ``section`` may set, with their rules (the config class's)."""
     import importlib
 
-    rules = importlib.import_module(f"mtlheads.{section}").RULES
-    return {name: knob for name, knob in rules.items() if knob is not None and name not in _SET_BY_THE_BOOK}
+    rules = importlib.import_module(f"mtlheads.{SECTIONS[section][0]}").RULES
+    return {name: knob for name, knob in rules.items() if knob is not None and name not in _NOT_IN_SECTIONS}
+
+
+def section_knobs(knobs: dict[str, Any], section: str) -> dict[str, Any]:
+    """``{field: value}`` of the fields a loaded profile's ``section`` sets."""
+    prefix = SECTIONS[section][1]
+    return {field: knobs[prefix + field] for field in section_rules(section) if prefix + field in knobs}
 
 
 def knob(name: str) -> Knob | None:
-    """The rule of knob ``name`` (a section's as ``<section>_<field>``); None if there is none."""
+    """The rule of knob ``name`` (a section's field under its prefix); None if there is none."""
     if name in KNOBS:
         return KNOBS[name]
-    for section in SECTIONS:
-        if name.startswith(section + "_"):
-            return section_rules(section).get(name[len(section) + 1:])
+    for section, (_, prefix) in SECTIONS.items():
+        if name.startswith(prefix) and name[len(prefix):] in section_rules(section):
+            return section_rules(section)[name[len(prefix):]]
     return None
 
 
@@ -114,7 +113,7 @@ def read(profile: str) -> dict[str, Any]:
             raise ValueError(f"{path.name}: section {name} = {value!r} must map some of its fields to values; "
                              f"its fields: {', '.join(rules)}")
         for field, v in value.items():
-            knobs[f"{name}_{field}"] = check(f"{path.name}: {name}.{field}", v, rules[field])
+            knobs[SECTIONS[name][1] + field] = check(f"{path.name}: {name}.{field}", v, rules[field])
     return knobs
 
 

@@ -96,6 +96,7 @@ TRAIN_RULES = {
     "lr_gates": Knob("float", low=0), "train_sentences": _SENTENCES, "dev_sentences": _SENTENCES,
     "test_sentences": _SENTENCES, "device": None, "bf16": Knob("bool"),
 }
+RULES = TRAIN_RULES  # a profile's ``stem_cell`` section sets some of these fields (mtlheads.profiles)
 
 
 def set_seed(seed: int) -> None:
