@@ -29,3 +29,19 @@ def test_bad_keys_name_what_is_valid():
         RunKey.stl("lemma", 1)
     with pytest.raises(ValueError, match="'mixed'.*'sample', 'joint'"):
         RunKey.mtl(1, mtl_mode="mixed")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default", "full"])
+def test_one_table_holds_every_stem_cell_run_and_the_chapters_select_from_it(profile):
+    from mtlheads import experiments, profiles
+
+    knobs = profiles.load(profile, pairwise_mtl=True)
+    runs = experiments.stem_cell_runs(knobs)
+    assert all(RunKey.of(config) == key for key, config in runs.items())  # each config is its key's run
+    chosen = (experiments.stl_mtl_configs(knobs) + experiments.gate_configs(knobs)
+              + experiments.pruning_curve_configs(knobs) + [c for c in experiments.probe_models(knobs).values() if c])
+    assert {RunKey.of(c) for c in chosen} == set(runs)  # every run is some chapter's, and from the table
+    assert all(runs[RunKey.of(c)] == c for c in chosen)
+    gated = [c for c in runs.values() if c.gate_lambda is not None]
+    assert gated and all(c.lr_encoder == 1e-5 and c.lr_gates == knobs["gate_lr"] for c in gated)
+    assert all(c.lr_encoder == TrainConfig.lr_encoder for c in runs.values() if c.gate_lambda is None)

@@ -156,8 +156,13 @@ def package_of(path: Path) -> tuple[Path, str]:
     return folder, folder.name
 
 
+DISCOVERING = "pkgutil.iter_modules(__path__)"  # a package __init__ that imports all its modules (mtlheads.tasks)
+
+
 def import_closure(modules: Iterable[ModuleType | str | Path]) -> list[Path]:
-    """The source files of ``modules`` and of every module of their package they import, transitively.
+    """The source files of ``modules`` and of every module of their package they import,
+    transitively; a package whose ``__init__`` imports all its modules by discovery
+    (``DISCOVERING``, as ``mtlheads.tasks`` finds its tasks) brings all of them.
 
     ``modules`` are module objects, dotted ``mtlheads`` names or paths of source files."""
     todo = []
@@ -177,6 +182,8 @@ def import_closure(modules: Iterable[ModuleType | str | Path]) -> list[Path]:
         root, package = package_of(path)
         if root.name == package:
             todo += [_module_path(n, root, package) for n in _imported(path, root, package)]
+            if path.name == "__init__.py" and DISCOVERING in path.read_text(encoding="utf-8"):
+                todo += sorted(p.resolve() for p in path.parent.glob("*.py"))  # it imports every module it holds
     return sorted(seen)
 
 

@@ -29,15 +29,37 @@ def stl_mtl_seeds(knobs: dict) -> list[int]:
     return list(knobs["stl_mtl_seeds"] or knobs["seeds"])
 
 
+def stem_cell_runs(knobs: dict) -> dict[RunKey, TrainConfig]:
+    """Every Stem Cell run a profile asks for, by key, at its scale (``run_knobs``): chapter 2's
+    STL, MTL-5 and MTL-5 joint runs for each of its seeds; for each of the book's seeds the STL
+    and MTL-5 runs chapters 4-5 probe (chapter 2's own where the seeds agree) and, with
+    ``pairwise_mtl``, every task pair's; chapter 3's gated runs (each task's lambda, and MTL-5's
+    in ``gate_mtl_mode``) and its pruning curve, with the gates' recipe (encoder learning rate
+    1e-5, ``gate_lr``). The chapters select their runs from this one table."""
+    scale, seeds = run_knobs(knobs), knobs["seeds"]
+    lambdas = {**PAPER_LAMBDAS, **knobs["gate_lambdas"]}  # a task the profile does not name: the paper's
+    keys = [key for seed in stl_mtl_seeds(knobs) for key in
+            [RunKey.stl(t, seed) for t in TASKS] + [RunKey.mtl(seed, mtl_mode=m) for m in ("sample", "joint")]]
+    keys += [key for seed in seeds for key in [RunKey.stl(t, seed) for t in TASKS] + [RunKey.mtl(seed)]]
+    if knobs.get("pairwise_mtl"):
+        keys += [RunKey.mtl(seed, (a, b)) for seed in seeds for i, a in enumerate(TASKS) for b in TASKS[i + 1:]]
+    gated = [key for seed in seeds for key in [RunKey.stl(t, seed, lambdas[t]) for t in TASKS]
+             + [RunKey.mtl(seed, mtl_mode=knobs["gate_mtl_mode"], gate_lambda=lambdas["mtl"])]]
+    gated += [RunKey.stl(knobs["pruning_task"], seeds[0], lam) for lam in knobs["pruning_lambdas"]]
+
+    def config(key: RunKey) -> TrainConfig:
+        recipe = {"lr_encoder": 1e-5, "lr_gates": knobs["gate_lr"]} if key.gate_lambda is not None else {}
+        return TrainConfig(**{**scale, "tasks": key.tasks, "encoder": knobs["encoder"], "seed": key.seed,
+                              "mtl_mode": key.mtl_mode, "gate_lambda": key.gate_lambda, **recipe})
+
+    return {key: config(key) for key in keys + gated}
+
+
 def stl_mtl_configs(knobs: dict, mtl_modes=("sample", "joint")) -> list[TrainConfig]:
-    """Five STL runs and one MTL-5 run per mode, for every seed of chapter 2, at the profile's scale."""
-    scale = run_knobs(knobs)
-    configs = []
-    for seed in stl_mtl_seeds(knobs):
-        configs += [TrainConfig(tasks=(t,), encoder=knobs["encoder"], seed=seed, **scale) for t in TASKS]
-        configs += [TrainConfig(tasks=TASKS, encoder=knobs["encoder"], seed=seed, mtl_mode=m, **scale)
-                    for m in mtl_modes]
-    return configs
+    """Chapter 2's runs: an STL run per task and one MTL-5 run per mode, for each of its seeds."""
+    runs = stem_cell_runs(knobs)
+    return [runs[key] for seed in stl_mtl_seeds(knobs)
+            for key in [RunKey.stl(t, seed) for t in TASKS] + [RunKey.mtl(seed, mtl_mode=m) for m in mtl_modes]]
 
 
 def word_embedding_share(encoder: str) -> float:
@@ -129,20 +151,13 @@ def mean_difference(table: pd.DataFrame, column: str) -> float:
 PAPER_LAMBDAS = {**{t: TASK_CLASSES[t].paper_gate_lambda for t in TASKS}, "mtl": 1e-3}
 
 
-def _gated(knobs: dict, **fields) -> TrainConfig:
-    scale = run_knobs(knobs)
-    return TrainConfig(**{**scale, "encoder": knobs["encoder"], "lr_encoder": 1e-5, "lr_gates": knobs["gate_lr"], **fields})
-
-
 def gate_configs(knobs: dict) -> list[TrainConfig]:
     """Gated STL runs for each task and one gated MTL-5 run (one gate set shared by all tasks), per
     seed, at chapter 2's scale, so that chapter 2's ungated runs are their baselines."""
-    lambdas = {**PAPER_LAMBDAS, **knobs["gate_lambdas"]}  # a task the profile does not name: the paper's
-    configs = []
-    for seed in knobs["seeds"]:
-        configs += [_gated(knobs, tasks=(t,), seed=seed, gate_lambda=lambdas[t]) for t in TASKS]
-        configs.append(_gated(knobs, tasks=TASKS, seed=seed, gate_lambda=lambdas["mtl"], mtl_mode=knobs["gate_mtl_mode"]))
-    return configs
+    lambdas = {**PAPER_LAMBDAS, **knobs["gate_lambdas"]}
+    runs = stem_cell_runs(knobs)
+    return [runs[key] for seed in knobs["seeds"] for key in [RunKey.stl(t, seed, lambdas[t]) for t in TASKS]
+            + [RunKey.mtl(seed, mtl_mode=knobs["gate_mtl_mode"], gate_lambda=lambdas["mtl"])]]
 
 
 def ungated_twin(config: TrainConfig) -> TrainConfig:
@@ -152,8 +167,8 @@ def ungated_twin(config: TrainConfig) -> TrainConfig:
 
 def pruning_curve_configs(knobs: dict) -> list[TrainConfig]:
     """One task's gated runs over several lambdas (first seed)."""
-    return [_gated(knobs, tasks=(knobs["pruning_task"],), seed=knobs["seeds"][0], gate_lambda=lam)
-            for lam in knobs["pruning_lambdas"]]
+    runs = stem_cell_runs(knobs)
+    return [runs[RunKey.stl(knobs["pruning_task"], knobs["seeds"][0], lam)] for lam in knobs["pruning_lambdas"]]
 
 
 def gate_values(result: RunResult) -> np.ndarray:
@@ -220,18 +235,9 @@ def probe_models(knobs: dict) -> dict[RunKey, TrainConfig | None]:
     """The encoders to probe, by key: the pretrained encoder (``None``), chapter 2's STL model per
     task and MTL-5 (the paper's sampled MTL) for every seed, and with ``pairwise_mtl`` every task
     pair's MTL model."""
-    models: dict[RunKey, TrainConfig | None] = {RunKey.pretrained(): None}
-    scale = run_knobs(knobs)
-
-    def config(key: RunKey) -> TrainConfig:
-        return TrainConfig(tasks=key.tasks, encoder=knobs["encoder"], seed=key.seed, **scale)
-
-    for seed in knobs["seeds"]:
-        keys = [RunKey.stl(t, seed) for t in TASKS] + [RunKey.mtl(seed)]
-        if knobs.get("pairwise_mtl"):
-            keys += [RunKey.mtl(seed, (a, b)) for i, a in enumerate(TASKS) for b in TASKS[i + 1:]]
-        models.update({key: config(key) for key in keys})
-    return models
+    runs = stem_cell_runs(knobs)
+    chosen = [key for key in runs if key.gate_lambda is None and key.mtl_mode == "sample" and key.seed in knobs["seeds"]]
+    return {RunKey.pretrained(): None} | {key: runs[key] for key in chosen}
 
 
 def probe_cached(config: TrainConfig | None, knobs: dict, corpus=None, progress: bool = True) -> dict:
