@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mtlheads import nontarget, numreason
-from mtlheads.data import gsm8k, numeric, squad
+from mtlheads.data import gsm8k, numeric, pairs, squad
 from mtlheads.heads import BIOTaggingHead, marginal_log_likelihood
 
 O, B, I = BIOTaggingHead.O, BIOTaggingHead.B, BIOTaggingHead.I
@@ -166,9 +166,9 @@ def test_baselines_draw_from_the_passage_numbers():
 def test_word_spans_widen_to_whole_numbers_without_punctuation():
     text = 'It cost 1,200, said "Smith".'
     start = text.index("1,200")
-    assert numreason.word_span(text, start, start + 1) == (start, start + 5)
+    assert pairs.word_span(text, start, start + 1) == (start, start + 5)
     quoted = text.index("Smith")
-    assert text[slice(*numreason.word_span(text, quoted, quoted + 2))] == "Smith"
+    assert text[slice(*pairs.word_span(text, quoted, quoted + 2))] == "Smith"
 
 
 def test_gsm8k_items_split_off_the_question_and_keep_context_arguments():

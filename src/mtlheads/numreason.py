@@ -197,20 +197,6 @@ def load(result: RunResult) -> MultiTaskModel:
 
 # Inference --------------------------------------------------------------------------------------
 
-def word_span(text: str, start: int, end: int) -> tuple[int, int]:
-    """Characters [start, end) widened to whole whitespace-separated words, without the
-    punctuation around them: a span on "1" of "1,200," becomes "1,200"."""
-    while start > 0 and not text[start - 1].isspace():
-        start -= 1
-    while end < len(text) and not text[end].isspace():
-        end += 1
-    while start < end and text[start] in "\"'([{":
-        start += 1
-    while end > start and text[end - 1] in ".,;:!?\"')]}":
-        end -= 1
-    return start, end
-
-
 @torch.no_grad()
 def predict(model: MultiTaskModel, items: list[dict], max_source: int, batch_size: int = 32, progress: bool = True,
             desc: str = "predictions") -> list[dict]:
@@ -243,7 +229,7 @@ def predict(model: MultiTaskModel, items: list[dict], max_source: int, batch_siz
             for s, e in spans[r]:
                 part = "question" if row.parts[s] == pairs.FIRST else "context"
                 text = items[i][part]
-                a, b = word_span(text, *pairs.char_span(row, s, e))
+                a, b = pairs.word_span(text, *pairs.char_span(row, s, e))
                 span = {"part": part, "start": a, "end": b, "text": text[a:b]}
                 if b > a and span not in found:
                     found.append(span)

@@ -76,3 +76,17 @@ def token_range(encoded: Encoded, part: int, start: int, end: int) -> tuple[int,
 def char_span(encoded: Encoded, first: int, last: int) -> tuple[int, int]:
     """Characters [start, end) of subwords ``first`` to ``last`` (inclusive), in their part."""
     return encoded.offsets[first][0], encoded.offsets[last][1]
+
+
+def word_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Characters [start, end) widened to whole whitespace-separated words, without the
+    punctuation around them: a span on "1" of "1,200," becomes "1,200"."""
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    while start < end and text[start] in "\"'([{":
+        start += 1
+    while end > start and text[end - 1] in ".,;:!?\"')]}":
+        end -= 1
+    return start, end
