@@ -10,15 +10,18 @@ loop, ``optim.optimise``, as the Stem Cell trainer's do.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import random
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
-from mtlheads import devices, optim, profiles
-from mtlheads.encoder import load_encoder
+from mtlheads import cache, devices, optim, profiles
+from mtlheads.encoder import fingerprint, load_encoder
 from mtlheads.checks import Knob
 from mtlheads.model import MultiTaskModel
 from mtlheads.runs import RunResult
@@ -120,3 +123,40 @@ def restored(model: nn.Module, result: RunResult) -> nn.Module:
     model.load_state_dict(result.state_dict)
     model.eval()
     return model
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A multi-head experiment (chapters 6 and 7): its profile ``section`` (also the run cache's
+    name for its runs), config class, ``heads(encoder, config) -> (heads, routes)``,
+    ``examples(config, tokenizer)`` (its training examples), ``inputs(config)`` (the versions of
+    the data it reads), its ``settings`` (the tasks tuples a profile trains, model first, then
+    control) and ``module`` (whose import closure versions its runs' code). The five steps every
+    such experiment offers are these methods, once."""
+
+    section: str
+    config_class: type
+    heads: Callable
+    examples: Callable
+    inputs: Callable
+    settings: tuple[tuple[str, ...], ...]
+    module: str
+
+    def build(self, config, encoder=None) -> MultiTaskModel:
+        return built(self.heads, config, encoder)
+
+    def train(self, config, progress: bool = True, encoder=None) -> RunResult:
+        model = self.build(config, encoder)
+        return train_run(model, config, self.examples(config, model.tokenizer), progress)
+
+    def train_cached(self, config, progress: bool = True) -> RunResult:
+        """``train`` through the run cache, keyed also by the data's versions and the encoder's checkpoint."""
+        return cache.cached(self.section, dataclasses.asdict(config), lambda: self.train(config, progress),
+                            inputs={**self.inputs(config), "encoder": fingerprint(config.encoder)}, code=[self.module])
+
+    def load(self, result: RunResult) -> MultiTaskModel:
+        return restored(self.build(result.config), result)
+
+    def profile_configs(self, knobs: dict) -> list:
+        """The model and its control for every seed of a profile, from the profile's section."""
+        return profile_configs(self.config_class, knobs, self.section, self.settings)

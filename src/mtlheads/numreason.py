@@ -17,21 +17,18 @@ Span questions are SQuAD v1.1's; arithmetic questions are written over the same 
 from __future__ import annotations
 
 import random
-import sys
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, devices, multihead
+from mtlheads import devices, multihead
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import numeric, pairs, sources, squad
-from mtlheads.encoder import fingerprint
 from mtlheads.heads import BIOTaggingHead, ClassificationHead, GenerativeHead
 from mtlheads.model import MultiTaskModel
-from mtlheads.runs import RunResult
 
 TASKS = ("span", "arithmetic")
 TYPES = ("span", "generation")  # what the type head chooses between
@@ -169,30 +166,12 @@ def training_examples(config: NumReasonConfig, tokenizer) -> list[dict]:
 
 # Training ---------------------------------------------------------------------------------------
 
-def build(config: NumReasonConfig, encoder=None) -> MultiTaskModel:
-    return multihead.built(heads, config, encoder)
-
-
-def train(config: NumReasonConfig, progress: bool = True, encoder=None) -> RunResult:
-    model = build(config, encoder)
-    return multihead.train_run(model, config, training_examples(config, model.tokenizer), progress)
-
-
-def profile_configs(knobs: dict) -> list[NumReasonConfig]:
-    """The three-head model and the span-only control for every seed of a profile, from its
-    ``numreason_*`` knobs."""
-    return multihead.profile_configs(NumReasonConfig, knobs, "numreason", (TASKS, ("span",)))
-
-
-def train_cached(config: NumReasonConfig, progress: bool = True) -> RunResult:
-    """``train`` through the run cache, keyed also by SQuAD's data version and the encoder's checkpoint."""
-    return cache.cached("numreason", asdict(config), lambda: train(config, progress),
-                        inputs={"squad": sources.data_version("SQuAD"), "encoder": fingerprint(config.encoder)},
-                        code=[sys.modules[__name__]])
-
-
-def load(result: RunResult) -> MultiTaskModel:
-    return multihead.restored(build(result.config), result)
+EXPERIMENT = multihead.Experiment("numreason", NumReasonConfig, heads, training_examples,
+                                  lambda config: {"squad": sources.data_version("SQuAD")}, (TASKS, ("span",)), __name__)
+# build(config, encoder=None), train(config, progress, encoder), train_cached(config, progress),
+# load(result), profile_configs(knobs): the three-head model and the span-only control
+build, train, train_cached, load = EXPERIMENT.build, EXPERIMENT.train, EXPERIMENT.train_cached, EXPERIMENT.load
+profile_configs = EXPERIMENT.profile_configs
 
 
 # Inference --------------------------------------------------------------------------------------

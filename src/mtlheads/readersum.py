@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import collections
 import random
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mtlheads import cache, devices, metrics, multihead
+from mtlheads import devices, metrics, multihead
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import pairs, scitldr, sources, squad
-from mtlheads.encoder import fingerprint
 from mtlheads.heads import GenerativeHead, SpanQAHead
 from mtlheads.model import MultiTaskModel
-from mtlheads.runs import RunResult
 
 TASKS = ("qa", "summ")
 
@@ -137,32 +134,13 @@ def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
 
 # Training ---------------------------------------------------------------------------------------
 
-def build(config: ReaderSumConfig, encoder=None) -> MultiTaskModel:
-    return multihead.built(heads, config, encoder)
-
-
-def train(config: ReaderSumConfig, progress: bool = True, encoder=None) -> RunResult:
-    model = build(config, encoder)
-    return multihead.train_run(model, config, training_examples(config, model.tokenizer), progress)
-
-
-def profile_configs(knobs: dict) -> list[ReaderSumConfig]:
-    """The multi-task model and the control for every seed of a profile (``profiles.load``),
-    from its ``readersum_*`` knobs."""
-    return multihead.profile_configs(ReaderSumConfig, knobs, "readersum", (TASKS, ("summ",)))
-
-
-def train_cached(config: ReaderSumConfig, progress: bool = True) -> RunResult:
-    """``train`` through the run cache, keyed also by SQuAD's and SciTLDR's data versions and the
-    encoder's checkpoint."""
-    return cache.cached("readersum", asdict(config), lambda: train(config, progress),
-                        inputs={"squad+scitldr": sources.data_version("SQuAD", "scitldr"),
-                                "encoder": fingerprint(config.encoder)},
-                        code=[sys.modules[__name__]])
-
-
-def load(result: RunResult) -> MultiTaskModel:
-    return multihead.restored(build(result.config), result)
+EXPERIMENT = multihead.Experiment("readersum", ReaderSumConfig, heads, training_examples,
+                                  lambda config: {"squad+scitldr": sources.data_version("SQuAD", "scitldr")},
+                                  (TASKS, ("summ",)), __name__)
+# build(config, encoder=None), train(config, progress, encoder), train_cached(config, progress),
+# load(result), profile_configs(knobs): the multi-task model and the summarisation-only control
+build, train, train_cached, load = EXPERIMENT.build, EXPERIMENT.train, EXPERIMENT.train_cached, EXPERIMENT.load
+profile_configs = EXPERIMENT.profile_configs
 
 
 # Inference --------------------------------------------------------------------------------------
