@@ -154,9 +154,10 @@ def test_the_chapter_6_and_7_configs_check_their_fields():
 
 
 POOL_SCRIPT = """
-import sys, time
+import faulthandler, signal, sys, time
 from mtlheads.train import worker_pool
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for the threads' stacks if it hangs
     with worker_pool(2) as (pool, _):
         futures = [pool.submit(time.sleep, 300) for _ in range(2)]
         print("started", flush=True)
@@ -169,7 +170,8 @@ if __name__ == "__main__":
 def test_workers_end_with_their_parent(how, tmp_path):
     script = tmp_path / "pool.py"
     script.write_text(POOL_SCRIPT)
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    errors = open(tmp_path / "stderr.txt", "w")  # a file, not a pipe nobody reads: a full pipe would block the parent
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=errors)
     try:
         assert parent.stdout.readline().strip() == b"started"
         workers = []
@@ -182,7 +184,13 @@ def test_workers_end_with_their_parent(how, tmp_path):
         time.sleep(1)  # the workers are inside their 300-second task
         start = time.monotonic()
         parent.send_signal(how)
-        parent.wait(timeout=30)
+        try:
+            parent.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            parent.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            pytest.fail(f"the parent did not end within 30 s of {how.name}; its stderr, with every thread's stack:\n"
+                        + (tmp_path / "stderr.txt").read_text()[-6000:])
         returned = time.monotonic() - start
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and (alive := [w for w in workers if _running(w)]):
@@ -193,6 +201,7 @@ def test_workers_end_with_their_parent(how, tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+        errors.close()
 
 
 def _running(process) -> bool:
