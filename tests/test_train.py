@@ -158,6 +158,9 @@ import faulthandler, signal, sys, time
 from mtlheads.train import worker_pool
 if __name__ == "__main__":
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for the threads' stacks if it hangs
+    # Ctrl-C as in a terminal: a process started in the background by a shell without job control
+    # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with worker_pool(2) as (pool, _):
         futures = [pool.submit(time.sleep, 300) for _ in range(2)]
         print("started", flush=True)
