@@ -37,7 +37,7 @@ def stem_cell_runs(knobs: dict) -> dict[RunKey, TrainConfig]:
     in ``gate_mtl_mode``) and its pruning curve, with the gates' recipe (encoder learning rate
     1e-5, ``gate_lr``). The chapters select their runs from this one table."""
     scale, seeds = run_knobs(knobs), knobs["seeds"]
-    lambdas = {**PAPER_LAMBDAS, **knobs["gate_lambdas"]}  # a task the profile does not name: the paper's
+    lambdas = gate_lambdas(knobs)
     keys = [key for seed in stl_mtl_seeds(knobs) for key in
             [RunKey.stl(t, seed) for t in TASKS] + [RunKey.mtl(seed, mtl_mode=m) for m in ("sample", "joint")]]
     keys += [key for seed in seeds for key in [RunKey.stl(t, seed) for t in TASKS] + [RunKey.mtl(seed)]]
@@ -151,10 +151,15 @@ def mean_difference(table: pd.DataFrame, column: str) -> float:
 PAPER_LAMBDAS = {**{t: TASK_CLASSES[t].paper_gate_lambda for t in TASKS}, "mtl": 1e-3}
 
 
+def gate_lambdas(knobs: dict) -> dict[str, float]:
+    """Each task's L0 weight and MTL's: the profile's, and the paper's for a task it does not name."""
+    return {**PAPER_LAMBDAS, **knobs["gate_lambdas"]}
+
+
 def gate_configs(knobs: dict) -> list[TrainConfig]:
     """Gated STL runs for each task and one gated MTL-5 run (one gate set shared by all tasks), per
     seed, at chapter 2's scale, so that chapter 2's ungated runs are their baselines."""
-    lambdas = {**PAPER_LAMBDAS, **knobs["gate_lambdas"]}
+    lambdas = gate_lambdas(knobs)
     runs = stem_cell_runs(knobs)
     return [runs[key] for seed in knobs["seeds"] for key in [RunKey.stl(t, seed, lambdas[t]) for t in TASKS]
             + [RunKey.mtl(seed, mtl_mode=knobs["gate_mtl_mode"], gate_lambda=lambdas["mtl"])]]

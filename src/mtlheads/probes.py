@@ -60,8 +60,9 @@ class Items:
 
     @classmethod
     def collect(cls, sentences: list[dict], task: str) -> "Items":
-        rows = [(i, *item) for i, s in enumerate(sentences) for item in gold_items(s, task)]
-        width = 3 if TASK_CLASSES[task].probe == "predicate span" else 2
+        kind = TASK_CLASSES[check_tasks(task)[0]]  # looked up once, not per sentence
+        rows = [(i, *item) for i, s in enumerate(sentences) for item in kind.probe_items(s)]
+        width = 3 if kind.probe == "predicate span" else 2
         if not rows:
             return cls(np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=np.int64), [])
         return cls(np.array([r[0] for r in rows]), np.array([r[1:-1] for r in rows], dtype=np.int64),
