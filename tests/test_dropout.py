@@ -101,3 +101,59 @@ def test_decoder_attention_in_training_matches_the_fused_kernel_without_dropout(
     assert torch.allclose(attention_probabilities(x[:, None], x[:, None], None, True) @ x[:, None], causal, atol=1e-6)
     attention = dropout.install(Attention(16, 2, 0.5)).train()
     assert isinstance(attention.dropout, dropout.Dropout)
+
+
+def _out_of_place_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """``dropout.eager_attention`` as transformers writes eager attention: scaled and masked out of place."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * (scaling if scaling is not None else query.size(-1) ** -0.5)
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = _drop(torch.softmax(weights, dim=-1), dropout, module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+_drop = dropout.drop
+
+
+def test_in_place_attention_gives_the_same_training_loss_and_gradients_to_the_bit():
+    """The scores are scaled and masked in place (two passes fewer over batch x heads x subwords^2);
+    a training step, with dropout and padding, must not change at all (tolerance: none)."""
+    from transformers import AttentionInterface
+
+    enc = tiny_encoder()
+    enc.train()
+    batch = enc.tokenize([["a", "much", "longer", "sentence", "than", "the", "next"], ["short", "one"]])
+
+    def step():
+        enc.model.zero_grad(set_to_none=True)
+        torch.manual_seed(3)
+        loss = enc(batch).words.pow(2).mean()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in enc.model.named_parameters() if p.grad is not None}
+
+    ours = step()
+    AttentionInterface.register(dropout.ATTENTION, _out_of_place_attention)
+    try:
+        plain = step()
+    finally:
+        AttentionInterface.register(dropout.ATTENTION, dropout.eager_attention)
+    assert torch.equal(ours[0], plain[0])
+    assert ours[1].keys() == plain[1].keys() and len(ours[1]) > 10
+    assert all(torch.equal(ours[1][n], plain[1][n]) for n in ours[1])
+    torch.manual_seed(4)
+    assert not torch.equal(enc(batch).words, enc(batch).words)  # dropout is on: the test compares masked steps
+
+
+def test_in_place_decoder_attention_probabilities_match_out_of_place_ones_with_gradients():
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 5, 8, requires_grad=True)
+    k = torch.randn(2, 4, 7, 8, requires_grad=True)
+    mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    mask[1, ..., 5:] = False
+    weight = torch.randn(2, 4, 5, 7)
+    grads = []
+    for probabilities in (attention_probabilities,
+                          lambda q, k, m, c: (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).masked_fill(~m, float("-inf")).softmax(-1)):
+        out = probabilities(q, k, mask, False)
+        grads.append((out.detach(), *torch.autograd.grad((out * weight).sum(), (q, k))))
+    assert all(torch.equal(a, b) for a, b in zip(*grads))

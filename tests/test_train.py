@@ -258,3 +258,22 @@ def test_both_trainers_split_parameters_the_same_way(corpus):
     assert [id(p) for p in both] == [id(p) for p in pretrained + new]
     assert not {id(p) for p in gates.parameters()} & {id(p) for p in both}
     assert id(encoder.embedding("word_embeddings").weight) not in {id(p) for p in both}
+
+
+def test_length_buckets_compare_tuple_lengths_in_order():
+    """The trainer buckets by (subwords, words): subword counts decide, word counts break ties."""
+    rng = random.Random(0)
+    lengths = [(rng.randint(3, 40), rng.randint(1, 30)) for _ in range(400)]
+    batches = length_buckets(lengths, 8, rng)
+    assert sorted(i for b in batches for i in b) == list(range(400))
+    first = sorted(batches, key=lambda b: min(lengths[i] for i in b))
+    for earlier, later in zip(first, first[1:]):
+        assert max(lengths[i] for i in earlier) <= min(lengths[i] for i in later)
+
+
+def test_subword_counts_are_the_unpadded_lengths_tokenize_gives():
+    enc = tiny_encoder()
+    sentences = [["a", "much", "longer", "sentence", "than", "the", "next"], ["short"], ["unbelievably"] * 200]
+    counts = enc.subword_counts(sentences)
+    assert counts == enc.tokenize(sentences).attention_mask.sum(-1).tolist()
+    assert counts[2] == enc.max_subwords and counts[1] < counts[0]

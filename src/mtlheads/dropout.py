@@ -71,9 +71,12 @@ def eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, v
     head_dim) and the probabilities (batch, heads, subwords, subwords)."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5
-    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    # scaled and masked in place: the same values as transformers' out-of-place ops, two fewer
+    # passes over the (batch, heads, subwords, subwords) scores (the product's backward needs
+    # only its inputs)
+    weights = torch.matmul(query, key.transpose(2, 3)).mul_(scaling)
     if attention_mask is not None:
-        weights = weights + attention_mask
+        weights.add_(attention_mask)
     weights = drop(torch.softmax(weights, dim=-1), dropout, module.training)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 

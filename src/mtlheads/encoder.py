@@ -277,6 +277,11 @@ class Encoder(nn.Module):
         return WordBatch(enc["input_ids"], enc["attention_mask"], mean_pool, sum_pool, word_mask,
                          [len(s) for s in sentences])
 
+    def subword_counts(self, sentences: list[list[str]]) -> list[int]:
+        """Subwords per pre-split sentence, [CLS] and [SEP] included, as ``tokenize`` keeps them."""
+        enc = self.tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=self.max_subwords)
+        return [len(ids) for ids in enc["input_ids"]]
+
     @property
     def device(self) -> torch.device:
         return self.model.device

@@ -72,11 +72,11 @@ class Attention(nn.Module):
 def attention_probabilities(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, causal: bool) -> torch.Tensor:
     """Softmax attention (batch, heads, q, k) as ``F.scaled_dot_product_attention`` computes it: a
     bool ``mask`` (True = may attend) if given, else a causal mask if ``causal``."""
-    scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+    scores = (q @ k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)  # in place: the product's backward needs its inputs only
     if mask is None and causal:
         mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
+        scores.masked_fill_(~mask, float("-inf"))
     return scores.softmax(-1)
 
 

