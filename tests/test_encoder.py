@@ -178,3 +178,14 @@ def test_the_adapter_gives_parts_by_role_and_freezes_the_bottom():
     assert any(n.startswith("encoder.layer.1.") for n in frozen)
     assert all(p.requires_grad for p in enc.layers[2].parameters())
     assert 0 < enc.word_embedding_share() < 1
+
+
+def test_length_order_sorts_by_subwords_then_words():
+    """A sentence of few long words sorts by its subwords (what the encoder pads to), not its word count."""
+    enc = tiny_encoder()
+    sentences = [["a"] * 6, ["unbelievably", "incomprehensibilities"], ["a", "b"], ["a"] * 3]
+    counts = enc.subword_counts(sentences)
+    order = enc.length_order(sentences)
+    assert [counts[i] for i in order] == sorted(counts)
+    assert order.index(1) > order.index(3)  # two words, more subwords than three one-subword words
+    assert sorted(order) == list(range(len(sentences)))

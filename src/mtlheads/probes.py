@@ -133,7 +133,7 @@ def read_heads(encoder: Encoder, sentences: list[dict], tasks=PROBED_TASKS, batc
     L, H, D = encoder.num_layers, encoder.num_heads, encoder.head_dim
     found = {t: np.zeros((len(items[t].labels), L, H), dtype=bool) for t in tasks if t in ATTENTION_TASKS}
     vectors = {t: torch.zeros(len(items[t].labels), L, H, D) for t in tasks if t in CENTROID_TASKS}
-    order = np.argsort([len(s["tokens"]) for s in sentences], kind="stable")
+    order = np.array(encoder.length_order([s["tokens"] for s in sentences]), dtype=int)
     for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
         ids = order[start:start + batch_size]
         out = encoder.encode([sentences[i]["tokens"] for i in ids], capture=True)

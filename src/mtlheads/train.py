@@ -158,7 +158,7 @@ def evaluate(model: MultiTaskModel, sentences: list[dict], batch_size: int = 64)
     """Each task's metrics on ``sentences`` (decoding every task from one encoder pass per batch)."""
     model.eval()
     predictions = {t: [None] * len(sentences) for t in model.decoders}
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]["tokens"]))
+    order = model.encoder.length_order([s["tokens"] for s in sentences])
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         out = model.encode(model.encoder.tokenize([sentences[i]["tokens"] for i in idx]))  # moved to the model's device
