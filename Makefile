@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= default
 STAMP := $(VENV)/.installed
 
-.PHONY: install data book book-html test bench clean
+.PHONY: install data book book-html test bench lr-sweep clean
 
 ## install: create the virtual environment and install the pinned requirements and mtlheads
 install: $(STAMP)
@@ -37,6 +37,10 @@ test: data
 bench: data
 	@ls bench/*.py >/dev/null 2>&1 || { echo "no benchmarks yet"; exit 0; }; \
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## lr-sweep: chapter 2's choice of the encoder learning rate for $(PROFILE)'s scale, on dev (cached runs)
+lr-sweep: data
+	$(PY) -c "from mtlheads import experiments; experiments.print_lr_sweep('$(PROFILE)')"
 
 ## clean: remove build output (keeps the environment, the data and the run cache)
 clean:

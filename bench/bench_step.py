@@ -87,86 +87,80 @@ class Clock:
         self.last = now
 
 
-def optimiser_step(optimizer, trained, clock: Clock) -> None:
-    torch.nn.utils.clip_grad_norm_(trained, 1.0)
-    optimizer.step()
-    clock.lap("optimiser")
+def adamw_of(model):
+    pretrained, new, trained = optim.split_parameters(model)
+    return optim.adamw([{"params": pretrained, "lr": 1e-5}, {"params": new, "lr": 1e-4}]), trained
 
 
-def stem_cell_model(tasks, sentences):
-    config = TrainConfig(tasks=tasks, mtl_mode="joint", **profiles.section_knobs(profiles.load("default"), "stem_cell"))
-    model = build_model(config, sentences)
-    encoder_params, decoder_params, trained = optim.split_parameters(model)
-    optimizer = optim.adamw([{"params": encoder_params, "lr": 1e-5}, {"params": decoder_params, "lr": 1e-4}])
-    return config, model, optimizer, trained
-
-
-def stem_cell_seconds(tasks, sentences, rounds: int) -> dict[bool, dict[str, float]]:
-    """Seconds per sentence in each phase, baseline (True) and ours (False)."""
-    config, model, optimizer, trained = stem_cell_model(tasks, sentences)
-    enc, tok = model.encoder, model.tokenizer
-    special = {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id}
-    words = [len(s["tokens"]) for s in sentences]
-    orders = {True: length_buckets(words, config.batch_size, random.Random(0)),
-              False: length_buckets(list(zip(enc.subword_counts([s["tokens"] for s in sentences]), words)),
-                                    config.batch_size, random.Random(0))}
-    generator = torch.Generator().manual_seed(0)
+def phase_seconds(model, steps: dict[bool, list], forward, items: int, rounds: int) -> dict[bool, dict[str, float]]:
+    """Seconds per item in each phase, baseline (True) and ours (False). ``steps[way]`` lists each
+    step's input; ``forward(step, clock)`` makes its loss, lapping ``data``, ``encoder`` and
+    ``decoder``; the backward pass, clipping and the fused AdamW step are timed here."""
+    optimizer, trained = adamw_of(model)
     model.train()
     out = {True: dict.fromkeys(PHASES, 0.0), False: dict.fromkeys(PHASES, 0.0)}
     for r in range(rounds):
         for baseline in ((True, False) if r % 2 == 0 else (False, True)):
             with way(baseline):
                 clock = Clock()
-                for idx in orders[baseline]:
-                    batch_sentences = [sentences[i] for i in idx]
-                    batch = word_dropout(enc.tokenize([s["tokens"] for s in batch_sentences]), config.word_dropout,
-                                         tok.mask_token_id, special, generator)
-                    num_words = max(len(s["tokens"]) for s in batch_sentences)
-                    targets = {t: model.decoders[t].targets(batch_sentences, num_words) for t in tasks}
-                    clock.lap("data")
-                    states = model.encode(batch)
-                    clock.lap("encoder")
-                    loss = sum(model.decoders[t].loss(states.words, states.word_mask, targets[t]) for t in tasks)
-                    clock.lap("decoder")
+                for step in steps[baseline]:
+                    loss = forward(step, clock)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     clock.lap("backward")
-                    optimiser_step(optimizer, trained, clock)
-            for phase, s in clock.seconds.items():
-                out[baseline][phase] += s / len(sentences) / rounds
+                    torch.nn.utils.clip_grad_norm_(trained, 1.0)
+                    optimizer.step()
+                    clock.lap("optimiser")
+            for phase, seconds in clock.seconds.items():
+                out[baseline][phase] += seconds / items / rounds
     return out
 
 
+def stem_cell_seconds(tasks, sentences, rounds: int) -> dict[bool, dict[str, float]]:
+    """Per sentence, over the same sentences both ways (bucketed by words for the baseline)."""
+    config = TrainConfig(tasks=tasks, mtl_mode="joint", **profiles.section_knobs(profiles.load("default"), "stem_cell"))
+    model = build_model(config, sentences)
+    enc, tok = model.encoder, model.tokenizer
+    special = {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id}
+    words = [len(s["tokens"]) for s in sentences]
+    subwords = enc.subword_counts([s["tokens"] for s in sentences])
+    steps = {True: length_buckets(words, config.batch_size, random.Random(0)),
+             False: length_buckets(list(zip(subwords, words)), config.batch_size, random.Random(0))}
+    generator = torch.Generator().manual_seed(0)
+
+    def forward(idx, clock):
+        chosen = [sentences[i] for i in idx]
+        batch = word_dropout(enc.tokenize([s["tokens"] for s in chosen]), config.word_dropout, tok.mask_token_id,
+                             special, generator)
+        targets = {t: model.decoders[t].targets(chosen, max(words[i] for i in idx)) for t in tasks}
+        clock.lap("data")
+        states = model.encode(batch)
+        clock.lap("encoder")
+        loss = sum(model.decoders[t].loss(states.words, states.word_mask, targets[t]) for t in tasks)
+        clock.lap("decoder")
+        return loss
+
+    return phase_seconds(model, steps, forward, len(sentences), rounds)
+
+
 def multihead_seconds(module, steps: int, rounds: int) -> dict[bool, dict[str, float]]:
-    """Seconds per example in each phase, baseline (True) and ours (False), on the same batches."""
+    """Per example, on the same batches both ways."""
     config = module.profile_configs(profiles.load("default"))[0]
     model = module.build(config)
     examples = module.training_examples(config, model.tokenizer)
     random.Random(0).shuffle(examples)
     chosen = [examples[i * config.batch_size:(i + 1) * config.batch_size] for i in range(steps)]
-    pretrained, new, trained = optim.split_parameters(model)
-    optimizer = optim.adamw([{"params": pretrained, "lr": 1e-5}, {"params": new, "lr": 1e-4}])
-    model.train()
-    out = {True: dict.fromkeys(PHASES, 0.0), False: dict.fromkeys(PHASES, 0.0)}
-    for r in range(rounds):
-        for baseline in ((True, False) if r % 2 == 0 else (False, True)):
-            with way(baseline):
-                clock = Clock()
-                for examples_of_step in chosen:
-                    batch = model.collate(examples_of_step)
-                    clock.lap("data")
-                    states = model.subword_states(batch["input_ids"], batch["attention_mask"])
-                    clock.lap("encoder")
-                    loss = sum(model.decoders[name].batch_loss(states, batch, targets)
-                               for name, targets in batch["targets"].items())
-                    clock.lap("decoder")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    clock.lap("backward")
-                    optimiser_step(optimizer, trained, clock)
-            for phase, s in clock.seconds.items():
-                out[baseline][phase] += s / (steps * config.batch_size) / rounds
-    return out
+
+    def forward(step_examples, clock):
+        batch = model.collate(step_examples)
+        clock.lap("data")
+        states = model.subword_states(batch["input_ids"], batch["attention_mask"])
+        clock.lap("encoder")
+        loss = sum(model.decoders[name].batch_loss(states, batch, targets) for name, targets in batch["targets"].items())
+        clock.lap("decoder")
+        return loss
+
+    return phase_seconds(model, {True: chosen, False: chosen}, forward, steps * config.batch_size, rounds)
 
 
 def report(name: str, seconds: dict[bool, dict[str, float]], unit: str) -> None:

@@ -41,6 +41,18 @@ def test_attachment_scores_skip_punctuation():
     assert scores["uas"] == 100.0 and scores["las"] == pytest.approx(200 / 3)
 
 
+def test_universal_las_strips_relation_subtypes_and_full_las_does_not():
+    sentences = [{"upos": ["PRON", "NOUN", "VERB", "NOUN"]}]
+    gold = [([2, 3, 0, 3], ["nmod:poss", "nsubj", "root", "obl:tmod"])]
+    pred = [([2, 3, 0, 3], ["nmod", "nsubj:pass", "root", "obl:npmod"])]
+    scores = attachment_scores(pred, gold, sentences)
+    assert scores["uas"] == 100.0
+    assert scores["las"] == pytest.approx(25.0)  # only root agrees in full
+    assert scores["las_universal"] == 100.0  # nmod, nsubj, root, obl: all agree once stripped
+    pred = [([2, 3, 0, 3], ["amod", "nsubj", "root", "obl"])]
+    assert attachment_scores(pred, gold, sentences)["las_universal"] == pytest.approx(75.0)
+
+
 def test_evalb_drops_punctuation_and_top_and_equates_prt_advp():
     # "He gave up ." : (TOP (S (NP (PRP He)) (VP (VBD gave) (PRT (RP up))) (. .)))
     tags = ["PRP", "VBD", "RP", "."]

@@ -44,4 +44,17 @@ def test_one_table_holds_every_stem_cell_run_and_the_chapters_select_from_it(pro
     assert all(runs[RunKey.of(c)] == c for c in chosen)
     gated = [c for c in runs.values() if c.gate_lambda is not None]
     assert gated and all(c.lr_encoder == 1e-5 and c.lr_gates == knobs["gate_lr"] for c in gated)
-    assert all(c.lr_encoder == TrainConfig.lr_encoder for c in runs.values() if c.gate_lambda is None)
+    own = experiments.run_knobs(knobs).get("lr_encoder", TrainConfig.lr_encoder)  # the profile's, else the paper's
+    assert all(c.lr_encoder == own for c in runs.values() if c.gate_lambda is None)
+    assert all(experiments.ungated_twin(c, knobs) in runs.values() for c in gated)  # chapter 3's baselines are chapter 2's
+
+
+def test_sampled_mtl_at_stl_updates_is_its_own_run_and_only_sampled_mtl_has_it():
+    key = RunKey.mtl(1, updates="stl")
+    assert key.setting == key.label == f"MTL-{len(TASKS)} STL updates" and key != RunKey.mtl(1)
+    assert RunKey.of(TrainConfig(tasks=TASKS, updates="stl")) == key
+    # joint MTL and STL make one pass per epoch anyway: "stl" names the same run as "epochs"
+    assert RunKey.of(TrainConfig(tasks=TASKS, mtl_mode="joint", updates="stl")) == RunKey.mtl(1, mtl_mode="joint")
+    assert RunKey.stl("pos", 1) == RunKey(("pos",), 1, updates="stl")
+    with pytest.raises(ValueError, match="'twice'.*'epochs', 'stl'"):
+        RunKey.mtl(1, updates="twice")

@@ -222,3 +222,19 @@ def test_every_task_module_is_found_and_offers_what_the_book_asks(short_sentence
             items = cls.probe_items(s)
             assert items and all(len(item) == width[cls.probe] and item[-1] for item in items), name
             assert all(1 <= p <= len(s["tokens"]) for item in items for p in item[:-1] if name != "dep"), name
+
+
+def test_blind_predictions_ignore_the_words_and_score_near_nothing(label_source):
+    """The bar a model must clear to have learned its task: predictions from the number of words
+    and the training labels' counts only, scored by the task's own metric."""
+    test = list(ewt5.load()["test"].select(range(200)))
+    for name, cls in TASK_CLASSES.items():
+        task = build_task(name, label_source, 8)
+        blind = task.blind(label_source, test)
+        assert len(blind) == len(test)
+        scrambled = [dict(s, tokens=["x"] * len(s["tokens"])) for s in test]
+        assert task.blind(label_source, scrambled) == blind, name  # the words themselves are never read
+        score = task.blind_score(label_source, test)
+        assert 0.0 <= score < 20.0, (name, score)
+    assert build_task("ner", label_source, 8).blind_score(label_source, test) == 0.0  # no entity
+    assert build_task("pos", label_source, 8).blind_score(label_source, test) > 5.0  # the most frequent tag

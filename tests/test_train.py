@@ -277,3 +277,41 @@ def test_subword_counts_are_the_unpadded_lengths_tokenize_gives():
     counts = enc.subword_counts(sentences)
     assert counts == enc.tokenize(sentences).attention_mask.sum(-1).tolist()
     assert counts[2] == enc.max_subwords and counts[1] < counts[0]
+
+
+def test_sampled_mtl_at_stl_updates_plans_an_stl_runs_steps():
+    from mtlheads.tasks import TASKS
+
+    stl = TrainConfig(tasks=("pos",), epochs=2, batch_size=8)
+    assert planned_steps(TrainConfig(tasks=TASKS, epochs=2, batch_size=8, updates="stl"), 48) == planned_steps(stl, 48)
+    assert planned_steps(TrainConfig(tasks=TASKS, epochs=2, batch_size=8), 48)[1] == len(TASKS) * planned_steps(stl, 48)[1]
+
+
+def test_evaluation_steps_follow_the_fractions_or_spread_evenly_and_always_end_the_run():
+    from mtlheads.train import evaluation_steps
+
+    assert evaluation_steps(TrainConfig(tasks=("pos",), eval_fractions=[0.125, 0.25, 0.5, 0.75]), 250) == {
+        31, 62, 125, 188, 250}
+    assert evaluation_steps(TrainConfig(tasks=("pos",), evaluations=3), 90) == {30, 60, 90}
+    assert evaluation_steps(TrainConfig(tasks=("pos",), eval_fractions=[0.001]), 50) == {1, 50}
+    with pytest.raises(ValueError, match="eval_fractions.*holds 1.5"):
+        TrainConfig(tasks=("pos",), eval_fractions=[0.5, 1.5])
+
+
+def test_a_constant_schedule_holds_the_rate_after_the_warm_up_and_linear_decays_it_to_zero():
+    from mtlheads import optim
+
+    def rates(decay):
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=1.0)
+        schedule = optim.warmup_then_decay(opt, 20, 0.1, decay=decay)
+        out = []
+        for _ in range(20):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            schedule.step()
+        return out
+
+    constant, linear = rates(False), rates(True)
+    assert constant[:2] == [0.5, 1.0] and constant[2:] == [1.0] * 18
+    assert linear[:2] == [0.5, 1.0] and linear[-1] == pytest.approx(1 / 18) and linear == sorted(linear[:2]) + sorted(linear[2:], reverse=True)

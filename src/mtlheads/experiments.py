@@ -9,12 +9,12 @@ from dataclasses import asdict, replace
 import numpy as np
 import pandas as pd
 
-from mtlheads import cache, devices, probes, profiles
+from mtlheads import cache, devices, probes, profiles, verdicts
 from mtlheads.data import ewt5
 from mtlheads.encoder import fingerprint, load_encoder
 from mtlheads.gates import OPEN_THRESHOLD, evaluation_gates
-from mtlheads.registry import MTL, MTL_JOINT, PRETRAINED, RunKey
-from mtlheads.tasks import TASK_CLASSES, TASKS
+from mtlheads.registry import MTL, MTL_JOINT, MTL_STL_UPDATES, PRETRAINED, RunKey
+from mtlheads.tasks import TASK_CLASSES, TASKS, build_task
 from mtlheads.train import TrainConfig, RunResult, corpus_split, load_model, train_cached, train_many
 
 def run_knobs(knobs: dict) -> dict:
@@ -38,9 +38,7 @@ def stem_cell_runs(knobs: dict) -> dict[RunKey, TrainConfig]:
     1e-5, ``gate_lr``). The chapters select their runs from this one table."""
     scale, seeds = run_knobs(knobs), knobs["seeds"]
     lambdas = gate_lambdas(knobs)
-    keys = [key for seed in stl_mtl_seeds(knobs) for key in
-            [RunKey.stl(t, seed) for t in TASKS] + [RunKey.mtl(seed, mtl_mode=m) for m in ("sample", "joint")]]
-    keys += [key for seed in seeds for key in [RunKey.stl(t, seed) for t in TASKS] + [RunKey.mtl(seed)]]
+    keys = stl_mtl_keys(knobs)
     if knobs.get("pairwise_mtl"):
         keys += [RunKey.mtl(seed, (a, b)) for seed in seeds for i, a in enumerate(TASKS) for b in TASKS[i + 1:]]
     gated = [key for seed in seeds for key in [RunKey.stl(t, seed, lambdas[t]) for t in TASKS]
@@ -50,16 +48,28 @@ def stem_cell_runs(knobs: dict) -> dict[RunKey, TrainConfig]:
     def config(key: RunKey) -> TrainConfig:
         recipe = {"lr_encoder": 1e-5, "lr_gates": knobs["gate_lr"]} if key.gate_lambda is not None else {}
         return TrainConfig(**{**scale, "tasks": key.tasks, "encoder": knobs["encoder"], "seed": key.seed,
-                              "mtl_mode": key.mtl_mode, "gate_lambda": key.gate_lambda, **recipe})
+                              "mtl_mode": key.mtl_mode, "gate_lambda": key.gate_lambda, "updates": key.updates,
+                              **recipe})
 
-    return {key: config(key) for key in keys + gated}
+    return {key: config(key) for key in dict.fromkeys(keys + gated)}
 
 
-def stl_mtl_configs(knobs: dict, mtl_modes=("sample", "joint")) -> list[TrainConfig]:
-    """Chapter 2's runs: an STL run per task and one MTL-5 run per mode, for each of its seeds."""
+def stl_mtl_keys(knobs: dict) -> list[RunKey]:
+    """Chapter 2's runs: for each of its seeds an STL run per task and the two MTL-5 runs that make
+    as many encoder updates as one STL run (joint; sampled with ``updates="stl"``), and with
+    ``paper_mtl`` the paper's MTL-5 (sampled, the STL runs' epochs per task: five times the
+    updates); then the STL and MTL-5 joint runs of the book's seeds (chapters 4-5 probe them)."""
+    extra = [RunKey.mtl] if knobs["paper_mtl"] else []
+    keys = [key for seed in stl_mtl_seeds(knobs) for key in [RunKey.stl(t, seed) for t in TASKS] + [
+        RunKey.mtl(seed, mtl_mode="joint"), RunKey.mtl(seed, updates="stl")] + [make(seed) for make in extra]]
+    keys += [key for seed in knobs["seeds"] for key in [RunKey.stl(t, seed) for t in TASKS] + [probed_mtl(seed)]]
+    return list(dict.fromkeys(keys))
+
+
+def stl_mtl_configs(knobs: dict) -> list[TrainConfig]:
+    """The configs of ``stl_mtl_keys``, from the one run table."""
     runs = stem_cell_runs(knobs)
-    return [runs[key] for seed in stl_mtl_seeds(knobs)
-            for key in [RunKey.stl(t, seed) for t in TASKS] + [RunKey.mtl(seed, mtl_mode=m) for m in mtl_modes]]
+    return [runs[key] for key in stl_mtl_keys(knobs)]
 
 
 def word_embedding_share(encoder: str) -> float:
@@ -88,7 +98,7 @@ def score_table(results: list[RunResult], split: str = "test") -> pd.DataFrame:
     table = stats.pivot(index="task", columns="setting", values=["mean", "std"])
     table = table.reindex([t for t in TASKS if t in table.index])
     out = pd.DataFrame(index=table.index)
-    settings = [s for s in ("STL", MTL, MTL_JOINT) if ("mean", s) in table.columns]
+    settings = [s for s in ("STL", MTL_JOINT, MTL_STL_UPDATES, MTL) if ("mean", s) in table.columns]
     for s in settings:
         out[f"{s}"] = table[("mean", s)]
         out[f"{s} sd"] = table[("std", s)]
@@ -106,14 +116,6 @@ def seed_spread(table: pd.DataFrame) -> dict:
         return {"mean": float("nan"), "max": float("nan"), "where": "one seed: none"}
     task, column = sds.idxmax()
     return {"mean": float(sds.mean()), "max": float(sds.max()), "where": f"{task.upper()} {column[:-3]}"}
-
-
-def differences_beyond(table: pd.DataFrame, setting: str, factor: float) -> int:
-    """How many tasks' ``setting - STL`` differences exceed ``factor`` times the larger of the two
-    settings' standard deviations over seeds (none with one seed)."""
-    noise = np.fmax(table[f"{setting} sd"], table["STL sd"]).to_numpy(dtype=float)
-    diff = table[f"{setting} - STL"].abs().to_numpy(dtype=float)
-    return int((diff > factor * noise).sum())  # NaN noise (one seed) compares False
 
 
 def dev_curves(results: list[RunResult]) -> pd.DataFrame:
@@ -145,6 +147,180 @@ def mean_difference(table: pd.DataFrame, column: str) -> float:
     return float(np.nanmean(table[column].to_numpy(dtype=float)))
 
 
+# Chapter 2: convergence, the verdicts, the learning curve ----------------------------------
+
+CONVERGENCE_GAIN = 0.5  # dev points: a run has converged when it gains less than this ...
+CONVERGENCE_SHARE = 0.25  # ... over this last share of its training
+
+
+def run_dev(point: dict, tasks) -> float:
+    """A dev-curve point's score for a run of ``tasks``: the task's metric, or the mean of the tasks'."""
+    return float(np.mean([point["dev"][t] for t in tasks]))
+
+
+def convergence(result: RunResult, gain: float = CONVERGENCE_GAIN, share: float = CONVERGENCE_SHARE) -> dict:
+    """The book's convergence criterion: a run has converged when its best dev score after the
+    last evaluation at or before ``1 - share`` of its steps exceeds that evaluation's by less
+    than ``gain`` points. Not measurable (``converged`` False, ``gain`` NaN) without an
+    evaluation on each side of that point."""
+    tasks, cut = result.config.tasks, (1 - share) * result.steps
+    before = [p for p in result.dev_curve if p["step"] <= cut]
+    after = [p for p in result.dev_curve if p["step"] > cut]
+    if not before or not after:
+        return {"from step": float("nan"), "dev then": float("nan"), "best dev after": float("nan"),
+                "gain": float("nan"), "converged": False}
+    start, best = run_dev(before[-1], tasks), max(run_dev(p, tasks) for p in after)
+    return {"from step": before[-1]["step"], "dev then": start, "best dev after": best, "gain": best - start,
+            "converged": bool(best - start < gain)}
+
+
+def convergence_table(results: list[RunResult]) -> pd.DataFrame:
+    """``convergence`` of every run: one row per model and seed."""
+    return pd.DataFrame([{"model": r.config.label, "seed": r.config.seed, "steps": r.steps, **convergence(r)}
+                         for r in results])
+
+
+def _by_task_and_seed(results: list[RunResult]) -> dict[tuple[str, str, int], RunResult]:
+    return {(setting(r), task, r.config.seed): r for r in results for task in r.config.tasks}
+
+
+def blind_scores(corpus, knobs: dict) -> dict[str, float]:
+    """Each task's test score (its metric) of predictions that ignore the words (``Task.blind``),
+    from the profile's training and test sentences: what a model must beat to have learned."""
+    scale = run_knobs(knobs)
+    train = corpus_split(corpus, "train", scale["train_sentences"])
+    test = corpus_split(corpus, "test", scale["test_sentences"])
+    return {t: build_task(t, train, 8).blind_score(train, test) for t in TASKS}
+
+
+def stl_mtl_verdicts(results: list[RunResult], mtl_setting: str, blind: dict[str, float],
+                     split: str = "test") -> pd.DataFrame:
+    """The claim "``mtl_setting`` falls behind STL", per task and on the mean over tasks, by the
+    verdict rule (``verdicts``): ``MTL - STL`` per seed (paired by seed), its mean and Student's
+    t interval over seeds; preconditions: every STL run beat its task's input-blind score
+    (``blind``, from ``blind_scores``) and converged (``convergence``), and the two settings made
+    as many encoder updates (optimiser steps). The claim's support is STL - MTL."""
+    runs = _by_task_and_seed(results)
+    rows, per_seed = [], {}
+    tasks = [t for t in TASKS if any(k[0] == "STL" and k[1] == t for k in runs)]
+    for task in tasks:
+        seeds = sorted(seed for (s, t, seed) in runs if s == "STL" and t == task and (mtl_setting, task, seed) in runs)
+        if not seeds:
+            continue
+        stl = [runs["STL", task, seed] for seed in seeds]
+        mtl = [runs[mtl_setting, task, seed] for seed in seeds]
+        diffs = [m.main_scores(split)[task] - s.main_scores(split)[task] for s, m in zip(stl, mtl)]
+        per_seed[task] = dict(zip(seeds, diffs))
+        converged = sum(convergence(r)["converged"] for r in stl)
+        learned = sum(r.main_scores(split)[task] > blind[task] for r in stl)
+        preconditions = [
+            verdicts.Precondition(f"STL {task.upper()} beat the input-blind {blind[task]:.1f} ({learned} of "
+                                  f"{len(stl)} seeds)", learned == len(stl)),
+            verdicts.Precondition(f"STL {task.upper()} converged ({converged} of {len(stl)} seeds)",
+                                  converged == len(stl)),
+            _equal_updates(stl, mtl)]
+        rows.append(_verdict_row(task, diffs, preconditions))
+    if per_seed:
+        common = sorted(set.intersection(*(set(d) for d in per_seed.values())))
+        means = [float(np.mean([per_seed[t][seed] for t in per_seed])) for seed in common]
+        stl = [runs["STL", t, seed] for t in per_seed for seed in common]
+        mtl = [runs[mtl_setting, t, seed] for t in per_seed for seed in common]
+        converged = sum(convergence(r)["converged"] for r in stl)
+        learned = sum(r.main_scores(split)[r.config.tasks[0]] > blind[r.config.tasks[0]] for r in stl)
+        rows.append(_verdict_row("mean", means, [
+            verdicts.Precondition(f"every STL run beat its task's input-blind score ({learned} of {len(stl)})",
+                                  learned == len(stl)),
+            verdicts.Precondition(f"every STL run converged ({converged} of {len(stl)})", converged == len(stl)),
+            _equal_updates(stl, mtl)]))
+    return pd.DataFrame(rows).set_index("task")
+
+
+def _equal_updates(stl: list[RunResult], mtl: list[RunResult]) -> "verdicts.Precondition":
+    ratio = float(np.mean([m.steps / max(s.steps, 1) for s, m in zip(stl, mtl)]))
+    return verdicts.Precondition(f"equal encoder updates (MTL made {ratio:.1f}x STL's)", bool(np.isclose(ratio, 1.0)))
+
+
+def _verdict_row(task: str, diffs: list[float], preconditions: list) -> dict:
+    interval = verdicts.t_interval(diffs)
+    v = verdicts.decide(-interval["mean"], -interval["high"], -interval["low"], interval["n"], preconditions)
+    return {"task": task, "MTL - STL": interval["mean"], "low": interval["low"], "high": interval["high"],
+            "seeds": interval["n"], "verdict": v.word, "not met": "; ".join(v.failed)}
+
+
+SWEEP_RATES = (5e-5, 1e-4, 2e-4)  # encoder learning rates: the paper's, then two doublings
+SWEEP_SEED = 0  # not one of the book's seeds: the choice is made apart from the runs it is used in
+
+
+def lr_sweep_configs(knobs: dict, rates=SWEEP_RATES) -> list[TrainConfig]:
+    """An STL run per task and encoder learning rate, at the profile's scale and recipe, one seed."""
+    scale = run_knobs(knobs)
+    return [TrainConfig(**{**scale, "tasks": (t,), "encoder": knobs["encoder"], "seed": SWEEP_SEED, "lr_encoder": rate})
+            for rate in rates for t in TASKS]
+
+
+def lr_sweep(knobs: dict, corpus=None, rates=SWEEP_RATES) -> pd.DataFrame:
+    """The short-schedule recipe, chosen on dev: each task's best dev score (its metric) per
+    encoder learning rate, the mean over tasks, and each rate's mean rank over tasks (1: best);
+    the rate of the best mean rank is the choice (ties: the smaller rate). Runs are cached."""
+    results = run_all(lr_sweep_configs(knobs, rates), corpus, knobs["workers"])
+    rows = {}
+    for r in results:
+        task = r.config.tasks[0]
+        rows.setdefault(r.config.lr_encoder, {})[task] = r.dev[task][TASK_CLASSES[task].metric]
+    table = pd.DataFrame(rows).T.reindex(columns=list(TASKS)).sort_index()
+    table.index.name = "lr_encoder"
+    ranks = table.rank(ascending=False, method="min")
+    table["mean"], table["mean rank"] = table[list(TASKS)].mean(1), ranks.mean(1)
+    table["chosen"] = table.index == table["mean rank"].idxmin()
+    return table
+
+
+def print_lr_sweep(profile: str) -> None:
+    """``make lr-sweep``: the sweep at ``profile``, printed (its runs go to the run cache)."""
+    table = lr_sweep(profiles.load(profile))
+    print(table.round(2).to_string())
+    print(f"chosen encoder learning rate: {table.index[table['chosen']][0]:g} (set lr_encoder in params/{profile}.yaml)")
+
+
+def interval_text(low: float, high: float) -> str:
+    """``[-1.23, 4.56]``, or ``none`` when there is no interval (one seed)."""
+    return "none" if np.isnan(low) or np.isnan(high) else f"[{low:+.2f}, {high:+.2f}]"
+
+
+def gap_curve(results: list[RunResult], mtl_setting: str) -> pd.DataFrame:
+    """The learning curve of the gap: per task, seed and dev evaluation (encoder updates so far),
+    ``mtl_setting``'s dev score minus STL's at the same step. Both runs evaluate at the same steps
+    when they make as many updates; steps only one of them has are left out."""
+    runs = _by_task_and_seed(results)
+    rows = []
+    for (name, task, seed), mtl in runs.items():
+        stl = runs.get(("STL", task, seed))
+        if name != mtl_setting or stl is None:
+            continue
+        stl_at = {p["step"]: p["dev"][task] for p in stl.dev_curve}
+        rows += [{"task": task, "seed": seed, "updates": p["step"], "STL": stl_at[p["step"]], "MTL": p["dev"][task],
+                  "gap": p["dev"][task] - stl_at[p["step"]]} for p in mtl.dev_curve if p["step"] in stl_at]
+    return pd.DataFrame(rows, columns=["task", "seed", "updates", "STL", "MTL", "gap"])
+
+
+FLAT = 0.5  # dev points: a gap that moves less than this between two budgets stays
+
+
+def gap_trend(curve: pd.DataFrame) -> pd.DataFrame:
+    """Per task: the mean gap over seeds at the fewest and the most updates, and whether it
+    ``changes sign``, ``shrinks``, ``grows`` or ``stays`` (moves by less than ``FLAT`` points)
+    between them."""
+    rows = []
+    for task, sub in curve.groupby("task", sort=False):
+        mean = sub.groupby("updates")["gap"].mean().sort_index()
+        first, last = float(mean.iloc[0]), float(mean.iloc[-1])
+        word = ("stays" if abs(last - first) < FLAT else "changes sign" if first * last < 0
+                else "shrinks" if abs(last) < abs(first) else "grows")
+        rows.append({"task": task, "first updates": int(mean.index[0]), "gap then": first,
+                     "last updates": int(mean.index[-1]), "gap at the end": last, "trend": word})
+    return pd.DataFrame(rows).set_index("task")
+
+
 # Chapter 3: head pruning with Hard-Concrete gates ------------------------------------------
 
 # The paper's L0 weights: each task's (``Task.paper_gate_lambda``) and MTL's.
@@ -165,9 +341,11 @@ def gate_configs(knobs: dict) -> list[TrainConfig]:
             + [RunKey.mtl(seed, mtl_mode=knobs["gate_mtl_mode"], gate_lambda=lambdas["mtl"])]]
 
 
-def ungated_twin(config: TrainConfig) -> TrainConfig:
-    """Chapter 2's run with the same tasks, seed, scale and mode, without gates."""
-    return replace(config, gate_lambda=None, lr_encoder=TrainConfig.lr_encoder, lr_gates=TrainConfig.lr_gates)
+def ungated_twin(config: TrainConfig, knobs: dict) -> TrainConfig:
+    """Chapter 2's run with the same tasks, seed, scale and mode, without gates (its encoder
+    learning rate the profile's)."""
+    return replace(config, gate_lambda=None, lr_encoder=run_knobs(knobs).get("lr_encoder", TrainConfig.lr_encoder),
+                   lr_gates=TrainConfig.lr_gates)
 
 
 def pruning_curve_configs(knobs: dict) -> list[TrainConfig]:
@@ -236,12 +414,23 @@ def gate_correlations(gates_by_run: dict[tuple[str, int], np.ndarray]) -> pd.Dat
 
 # Chapters 4 and 5: parameter-free probes and the label analysis ------------------------------
 
+PROBED_MTL = MTL_JOINT  # the MTL-5 model chapters 4-5 probe: chapter 2's compute-matched one
+
+
+def probed_mtl(seed: int) -> RunKey:
+    """The key of the MTL-5 model chapters 4-5 probe for ``seed``: MTL-5 joint, which made as many
+    encoder updates as each STL model (the paper's MTL-5 makes five times as many; chapter 2)."""
+    return RunKey.mtl(seed, mtl_mode="joint")
+
+
 def probe_models(knobs: dict) -> dict[RunKey, TrainConfig | None]:
     """The encoders to probe, by key: the pretrained encoder (``None``), chapter 2's STL model per
-    task and MTL-5 (the paper's sampled MTL) for every seed, and with ``pairwise_mtl`` every task
+    task and MTL-5 joint (``probed_mtl``) for every seed, and with ``pairwise_mtl`` every task
     pair's MTL model."""
     runs = stem_cell_runs(knobs)
-    chosen = [key for key in runs if key.gate_lambda is None and key.mtl_mode == "sample" and key.seed in knobs["seeds"]]
+    chosen = [key for key in runs if key.gate_lambda is None and key.seed in knobs["seeds"]
+              and (len(key.tasks) < len(TASKS) and key.updates == "epochs" and key.mtl_mode == "sample"
+                   or key == probed_mtl(key.seed))]
     return {RunKey.pretrained(): None} | {key: runs[key] for key in chosen}
 
 
@@ -301,7 +490,7 @@ def label_deltas(best: pd.DataFrame) -> pd.DataFrame:
     wide = stats.pivot(index=["task", "label"], columns="setting", values=["mean", "std"])
     counts = best.groupby(["task", "label"])["count"].first()
     out = pd.DataFrame({"count": counts})
-    settings = [s for s in [PRETRAINED, "STL", MTL] if ("mean", s) in wide.columns]
+    settings = [s for s in [PRETRAINED, "STL", PROBED_MTL, MTL] if ("mean", s) in wide.columns]
     settings += sorted(s for s in wide.columns.get_level_values(1).unique() if s.startswith("MTL +"))
     for s in settings:
         out[s] = wide[("mean", s)]

@@ -34,10 +34,14 @@ def split_parameters(model: nn.Module, exclude: tuple[nn.Parameter, ...] = ()) -
     return [p for p in both if id(p) not in new_ids], [p for p in both if id(p) in new_ids], both
 
 
-def warmup_then_decay(optimizer: torch.optim.Optimizer, total: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_then_decay(optimizer: torch.optim.Optimizer, total: int, warmup: float,
+                      decay: bool = True) -> torch.optim.lr_scheduler.LambdaLR:
     """Each group's learning rate rises linearly over the first ``warmup`` share of ``total``
-    steps (at least one), then falls linearly to zero at the last."""
+    steps (at least one), then falls linearly to zero at the last (``decay``) or stays (a
+    constant rate, so that a checkpoint part-way is a shorter run's end)."""
     warm = max(1, int(warmup * total))
+    if not decay:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
 

@@ -44,6 +44,7 @@ KNOBS: dict[str, Knob] = {
     "probe_fit_sentences": _COUNT,
     "probe_min_count": Knob("int", low=0),
     "pairwise_mtl": Knob("bool"),
+    "paper_mtl": Knob("bool"),  # chapter 2 also trains the paper's MTL-5 (sampled, equal epochs per task)
     "focus_contexts": _COUNT,
     "rouge_documents": _COUNT,
     "qa_eval_questions": _COUNT,

@@ -25,18 +25,24 @@ class RunKey:
     seed: int = 0
     mtl_mode: Literal["sample", "joint"] = "sample"
     gate_lambda: float | None = None
+    updates: Literal["epochs", "stl"] = "epochs"  # sampled MTL: the paper's epochs per task, or STL's updates
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(check_tasks(self.tasks)) if self.tasks else ())
         if self.mtl_mode not in ("sample", "joint"):
             raise ValueError(f"mtl_mode {self.mtl_mode!r} is not one of 'sample', 'joint'")
+        if self.updates not in ("epochs", "stl"):
+            raise ValueError(f"updates {self.updates!r} is not one of 'epochs', 'stl'")
         if len(self.tasks) < 2:
             object.__setattr__(self, "mtl_mode", "sample")  # one task (or none) has no MTL batches
+        if len(self.tasks) < 2 or self.mtl_mode == "joint":
+            object.__setattr__(self, "updates", "epochs")  # as ``TrainConfig`` names the same run
 
     @classmethod
     def of(cls, config) -> "RunKey":
-        """The key of a ``train.TrainConfig`` (or anything with its four fields)."""
-        return cls(tuple(config.tasks), config.seed, config.mtl_mode, config.gate_lambda)
+        """The key of a ``train.TrainConfig`` (or anything with its five fields)."""
+        return cls(tuple(config.tasks), config.seed, config.mtl_mode, config.gate_lambda,
+                   getattr(config, "updates", "epochs"))
 
     @classmethod
     def pretrained(cls) -> "RunKey":
@@ -48,8 +54,8 @@ class RunKey:
 
     @classmethod
     def mtl(cls, seed: int, tasks: tuple[str, ...] = TASKS, mtl_mode: str = "sample",
-            gate_lambda: float | None = None) -> "RunKey":
-        return cls(tuple(tasks), seed, mtl_mode, gate_lambda)
+            gate_lambda: float | None = None, updates: str = "epochs") -> "RunKey":
+        return cls(tuple(tasks), seed, mtl_mode, gate_lambda, updates)
 
     @property
     def is_pretrained(self) -> bool:
@@ -58,14 +64,15 @@ class RunKey:
     @property
     def setting(self) -> str:
         """The column the run fills in a table over tasks: ``pretrained``, ``STL``, ``MTL-5``
-        (every task), ``MTL-5 joint``, or ``MTL POS+NER`` (a subset)."""
+        (every task), ``MTL-5 joint``, ``MTL-5 STL updates`` (sampled, as many encoder updates as
+        an STL run), or ``MTL POS+NER`` (a subset)."""
         if self.is_pretrained:
             return PRETRAINED
         if len(self.tasks) == 1:
             return "STL"
         name = f"MTL-{len(self.tasks)}" if set(self.tasks) == set(TASKS) else "MTL " + "+".join(
             t.upper() for t in self.tasks)
-        return name + (" joint" if self.mtl_mode == "joint" else "")
+        return name + (" joint" if self.mtl_mode == "joint" else " STL updates" if self.updates == "stl" else "")
 
     @property
     def label(self) -> str:
@@ -91,3 +98,4 @@ class RunKey:
 
 MTL = RunKey.mtl(0).setting  # ``MTL-5``: every task, sampled batches (the paper's MTL)
 MTL_JOINT = RunKey.mtl(0, mtl_mode="joint").setting  # ``MTL-5 joint``
+MTL_STL_UPDATES = RunKey.mtl(0, updates="stl").setting  # ``MTL-5 STL updates``

@@ -58,12 +58,18 @@ class TrainConfig:
     freeze_word_embeddings: bool = False  # not in the paper: a cheaper step for short runs
     srl_unary_loss: float = 0.0  # not in the paper: SRL's pruner also taught directly (tasks.srl)
     warmup: float = 0.1
+    schedule: Literal["linear", "constant"] = "linear"  # after warm-up: linear decay to 0, or constant
     clip: float = 1.0
     word_dropout: float = 0.2
     mtl_mode: Literal["sample", "joint"] = "sample"
+    # sampled MTL: ``epochs`` passes over the data per task (the paper: as many task updates as
+    # each STL run, so n-task MTL makes n times its encoder updates), or ``stl``: as many encoder
+    # updates as one STL run of ``epochs`` (each task then gets about 1/n of them)
+    updates: Literal["epochs", "stl"] = "epochs"
     sampling_temperature: float = 0.8  # p_t proportional to batches_t ** 0.8
     loss_window: int = 5
-    evaluations: int = 10  # dev evaluations over the run
+    evaluations: int = 10  # dev evaluations over the run, evenly spaced
+    eval_fractions: tuple[float, ...] | None = None  # instead: dev evaluations at these shares of the steps
     patience: int | None = None  # stop after this many evaluations without a better dev score
     gate_lambda: float | None = None  # Hard-Concrete head gates with this L0 weight; None: no gates
     lr_gates: float = 1e-3
@@ -75,6 +81,10 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(check_tasks(self.tasks)))
+        if len(self.tasks) < 2 or self.mtl_mode == "joint":
+            object.__setattr__(self, "updates", "epochs")  # the same run either way: one name for it
+        if isinstance(self.eval_fractions, list):  # from a profile's yaml
+            object.__setattr__(self, "eval_fractions", tuple(self.eval_fractions))
         check_fields(self, TRAIN_RULES)
         devices.settle(self)
 
@@ -89,8 +99,10 @@ TRAIN_RULES = {
     "tasks": None, "encoder": Knob("str"), "seed": Knob("int", low=0), "epochs": Knob("float", low=1e-9),
     "batch_size": Knob("int", low=1), "lr_decoder": Knob("float", low=0), "lr_encoder": Knob("float", low=0),
     "freeze_word_embeddings": Knob("bool"), "srl_unary_loss": Knob("float", low=0),
-    "warmup": Knob("float", low=0, high=1, below_high=True), "clip": Knob("float", low=1e-9),
+    "warmup": Knob("float", low=0, high=1, below_high=True), "schedule": Knob("str", choices=("linear", "constant")),
+    "clip": Knob("float", low=1e-9), "eval_fractions": Knob("floats", low=1e-9, high=1, nullable=True),
     "word_dropout": Knob("float", low=0, high=1, below_high=True), "mtl_mode": Knob("str", choices=("sample", "joint")),
+    "updates": Knob("str", choices=("epochs", "stl")),
     "sampling_temperature": Knob("float", low=0), "loss_window": Knob("int", low=1), "evaluations": Knob("int", low=1),
     "patience": Knob("int", low=1, nullable=True), "gate_lambda": Knob("float", low=0, nullable=True),
     "lr_gates": Knob("float", low=0), "train_sentences": _SENTENCES, "dev_sentences": _SENTENCES,
@@ -217,11 +229,19 @@ def step_loss(model: MultiTaskModel, batch: WordBatch, targets: dict[str, dict],
     return loss
 
 
+def evaluation_steps(config: TrainConfig, total_steps: int) -> set[int]:
+    """The steps after which dev is evaluated: ``config.eval_fractions`` of the run's steps (at
+    least step 1), or ``config.evaluations`` evenly spaced ones; the last step always."""
+    if config.eval_fractions is not None:
+        return {max(1, round(f * total_steps)) for f in config.eval_fractions} | {total_steps}
+    return set(np.linspace(0, total_steps, config.evaluations + 1, dtype=int)[1:].tolist())
+
+
 def planned_steps(config: TrainConfig, n_train: int) -> tuple[int, int]:
     """(steps per epoch, total steps) of a run on ``n_train`` sentences: an epoch of sampled MTL
-    is one pass over the data per task."""
+    is one pass over the data per task (with ``updates="stl"``: one pass in all, as STL's)."""
     batches_per_epoch = -(-n_train // config.batch_size)
-    sampled = len(config.tasks) > 1 and config.mtl_mode == "sample"
+    sampled = len(config.tasks) > 1 and config.mtl_mode == "sample" and config.updates == "epochs"
     steps_per_epoch = batches_per_epoch * (len(config.tasks) if sampled else 1)
     return steps_per_epoch, max(1, round(config.epochs * steps_per_epoch))
 
@@ -256,9 +276,9 @@ def train(config: TrainConfig, corpus=None, progress: bool = True, encoder: Enco
     optimizer = optim.adamw([{"params": encoder_params, "lr": config.lr_encoder},
                              {"params": decoder_params, "lr": config.lr_decoder}])
     gate_optimizer = torch.optim.Adam(model.gates.parameters(), lr=config.lr_gates) if model.gates is not None else None
-    schedule = optim.warmup_then_decay(optimizer, total_steps, config.warmup)
+    schedule = optim.warmup_then_decay(optimizer, total_steps, config.warmup, decay=config.schedule == "linear")
     balancer = LossBalancer(config.tasks, config.loss_window)
-    eval_at = set(np.linspace(0, total_steps, config.evaluations + 1, dtype=int)[1:].tolist())
+    eval_at = evaluation_steps(config, total_steps)
 
     result = RunResult(config, train_sentences=len(train_set))
     best, best_state, since_best = -np.inf, None, 0

@@ -113,6 +113,27 @@ def dev_curves(curves, tasks=None):
     return fig
 
 
+def gap_curve(curve, setting: str, tasks=None):
+    """The MTL - STL dev gap against encoder updates (log scale), one panel per task: each seed a
+    thin line, their mean a thick one, zero dashed."""
+    tasks = tasks or list(dict.fromkeys(curve["task"]))
+    fig, axes = subplots(ncols=len(tasks), height=2.6, sharey=False)
+    colour = sns.color_palette(PALETTE)[0]
+    for ax, task in zip(axes[0], tasks):
+        sub = curve[curve["task"] == task]
+        for _, seed in sub.groupby("seed"):
+            ax.plot(seed["updates"], seed["gap"], color=colour, alpha=0.35, linewidth=0.8)
+        mean = sub.groupby("updates")["gap"].mean()
+        ax.plot(mean.index, mean.values, color=colour, linewidth=2, marker="o", markersize=3)
+        ax.axhline(0, color="0.4", linestyle="--", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_title(task.upper())
+        ax.set_xlabel("encoder updates")
+        ax.set_ylabel(f"{setting} - STL (dev)" if ax is axes[0, 0] else "")
+    fig.tight_layout()
+    return fig
+
+
 def head_maps(maps: dict[str, np.ndarray], ncols: int = 3, vmin: float = 0.0, vmax: float = 1.0, title: str = ""):
     """A grid of (layers, heads) maps with one shared colour scale."""
     nrows = -(-len(maps) // ncols)

@@ -52,6 +52,16 @@ class Task(nn.Module):
     def score(self, predictions: list[Any], golds: list[Any], sentences: list[dict]) -> dict[str, float]:
         raise NotImplementedError
 
+    def blind(self, train: list[dict], sentences: list[dict]) -> list[Any]:
+        """Predictions that ignore the words (only their number and the training labels' counts):
+        the bar a model must clear to have learned the task at all."""
+        raise NotImplementedError
+
+    def blind_score(self, train: list[dict], sentences: list[dict]) -> float:
+        """The task's metric for ``blind`` predictions on ``sentences``."""
+        golds = [self.gold(s) for s in sentences]
+        return self.score(self.blind(train, sentences), golds, sentences)[self.metric]
+
 
 class MLP(nn.Sequential):
     """Linear, LeakyReLU, dropout: the projection before a biaffine scorer (Dozat & Manning)."""

@@ -3,6 +3,8 @@ Eisner decoding with a single root at evaluation; UAS and LAS without punctuatio
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -82,9 +84,15 @@ def is_tree(heads: list[int]) -> bool:
     return True
 
 
+def universal(relation: str) -> str:
+    """A relation without its subtype (``nmod:poss`` is ``nmod``), as the CoNLL 2018 scorer compares them."""
+    return relation.split(":", 1)[0]
+
+
 def attachment_scores(predictions, golds, sentences) -> dict[str, float]:
-    """UAS and LAS in percent, punctuation (UPOS PUNCT) left out."""
-    total = uas = las = 0
+    """UAS and LAS in percent, punctuation (UPOS PUNCT) left out: ``las`` compares full relations
+    (``nmod:poss``), ``las_universal`` universal ones only (``nmod``, subtypes stripped)."""
+    total = uas = las = las_universal = 0
     for (p_heads, p_rels), (g_heads, g_rels), s in zip(predictions, golds, sentences):
         for ph, pr, gh, gr, upos in zip(p_heads, p_rels, g_heads, g_rels, s["upos"]):
             if upos == "PUNCT":
@@ -92,7 +100,9 @@ def attachment_scores(predictions, golds, sentences) -> dict[str, float]:
             total += 1
             uas += ph == gh
             las += ph == gh and pr == gr
-    return {"uas": 100 * uas / total if total else 0.0, "las": 100 * las / total if total else 0.0}
+            las_universal += ph == gh and universal(pr) == universal(gr)
+    return {name: 100 * count / total if total else 0.0
+            for name, count in (("uas", uas), ("las", las), ("las_universal", las_universal))}
 
 
 class DEP(Task):
@@ -162,6 +172,12 @@ class DEP(Task):
 
     def gold(self, sentence):
         return list(sentence["heads"]), list(sentence["deprels"])
+
+    def blind(self, train, sentences):
+        """Each word headed by the word before it (the first by ROOT), with the most frequent
+        relation of the words LAS counts (punctuation left out)."""
+        top = Counter(r for s in train for r, u in zip(s["deprels"], s["upos"]) if u != "PUNCT").most_common(1)[0][0]
+        return [(list(range(len(s["tokens"]))), [top] * len(s["tokens"])) for s in sentences]
 
     def score(self, predictions, golds, sentences):
         return attachment_scores(predictions, golds, sentences)

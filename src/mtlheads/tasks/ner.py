@@ -91,5 +91,9 @@ class NER(Task):
     def gold(self, sentence):
         return spans_from_bio(sentence["ner"])
 
+    def blind(self, train, sentences):
+        """No entity: F1 0."""
+        return [[] for _ in sentences]
+
     def score(self, predictions, golds, sentences=None):
         return span_f1(predictions, golds)
