@@ -75,7 +75,7 @@ def baseline(corpus, n: int, batch_size: int):
         enc["labels"] = tags
         return enc
 
-    data = train_set.map(encode, remove_columns=train_set.column_names)
+    data = train_set.map(encode, remove_columns=train_set.column_names, keep_in_memory=True)  # no cache file in the EWT5 build
     subwords = sum(len(x) for x in data["input_ids"])
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size,

@@ -270,7 +270,7 @@ def lr_sweep(knobs: dict, corpus=None, rates=SWEEP_RATES) -> pd.DataFrame:
     table = pd.DataFrame(rows).T.reindex(columns=list(TASKS)).sort_index()
     table.index.name = "lr_encoder"
     ranks = table.rank(ascending=False, method="min")
-    table["mean"], table["mean rank"] = table[list(TASKS)].mean(1), ranks.mean(1)
+    table["mean"], table["mean rank"] = table[list(TASKS)].mean(axis=1), ranks.mean(axis=1)
     table["chosen"] = table.index == table["mean rank"].idxmin()
     return table
 
