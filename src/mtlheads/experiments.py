@@ -59,9 +59,8 @@ def stl_mtl_keys(knobs: dict) -> list[RunKey]:
     as many encoder updates as one STL run (joint; sampled with ``updates="stl"``), and with
     ``paper_mtl`` the paper's MTL-5 (sampled, the STL runs' epochs per task: five times the
     updates); then the STL and MTL-5 joint runs of the book's seeds (chapters 4-5 probe them)."""
-    extra = [RunKey.mtl] if knobs["paper_mtl"] else []
     keys = [key for seed in stl_mtl_seeds(knobs) for key in [RunKey.stl(t, seed) for t in TASKS] + [
-        RunKey.mtl(seed, mtl_mode="joint"), RunKey.mtl(seed, updates="stl")] + [make(seed) for make in extra]]
+        RunKey.mtl(seed, mtl_mode="joint"), RunKey.mtl(seed, updates="stl")] + ([RunKey.mtl(seed)] if knobs["paper_mtl"] else [])]
     keys += [key for seed in knobs["seeds"] for key in [RunKey.stl(t, seed) for t in TASKS] + [probed_mtl(seed)]]
     return list(dict.fromkeys(keys))
 
@@ -211,40 +210,34 @@ def stl_mtl_verdicts(results: list[RunResult], mtl_setting: str, blind: dict[str
         mtl = [runs[mtl_setting, task, seed] for seed in seeds]
         diffs = [m.main_scores(split)[task] - s.main_scores(split)[task] for s, m in zip(stl, mtl)]
         per_seed[task] = dict(zip(seeds, diffs))
-        converged = sum(convergence(r)["converged"] for r in stl)
-        learned = sum(r.main_scores(split)[task] > blind[task] for r in stl)
-        preconditions = [
-            verdicts.Precondition(f"STL {task.upper()} beat the input-blind {blind[task]:.1f} ({learned} of "
-                                  f"{len(stl)} seeds)", learned == len(stl)),
-            verdicts.Precondition(f"STL {task.upper()} converged ({converged} of {len(stl)} seeds)",
-                                  converged == len(stl)),
-            _equal_updates(stl, mtl)]
-        rows.append(_verdict_row(task, diffs, preconditions))
+        rows.append(_verdict_row(task, diffs, _stl_preconditions(stl, mtl, blind, split,
+                                                                 f"STL {task.upper()}", f"seeds; bar {blind[task]:.1f}")))
     if per_seed:
         common = sorted(set.intersection(*(set(d) for d in per_seed.values())))
         means = [float(np.mean([per_seed[t][seed] for t in per_seed])) for seed in common]
         stl = [runs["STL", t, seed] for t in per_seed for seed in common]
         mtl = [runs[mtl_setting, t, seed] for t in per_seed for seed in common]
-        converged = sum(convergence(r)["converged"] for r in stl)
-        learned = sum(r.main_scores(split)[r.config.tasks[0]] > blind[r.config.tasks[0]] for r in stl)
-        rows.append(_verdict_row("mean", means, [
-            verdicts.Precondition(f"every STL run beat its task's input-blind score ({learned} of {len(stl)})",
-                                  learned == len(stl)),
-            verdicts.Precondition(f"every STL run converged ({converged} of {len(stl)})", converged == len(stl)),
-            _equal_updates(stl, mtl)]))
+        rows.append(_verdict_row("mean", means, _stl_preconditions(stl, mtl, blind, split, "every STL run", "runs")))
     return pd.DataFrame(rows).set_index("task")
 
 
-def _equal_updates(stl: list[RunResult], mtl: list[RunResult]) -> "verdicts.Precondition":
+def _stl_preconditions(stl: list[RunResult], mtl: list[RunResult], blind: dict[str, float], split: str,
+                       who: str, of: str) -> list["verdicts.Precondition"]:
+    """Chapter 2's preconditions on paired STL and MTL runs: the STL runs beat their tasks'
+    input-blind scores and converged, and the pairs made as many encoder updates."""
+    learned = sum(r.main_scores(split)[r.config.tasks[0]] > blind[r.config.tasks[0]] for r in stl)
+    converged = sum(convergence(r)["converged"] for r in stl)
     ratio = float(np.mean([m.steps / max(s.steps, 1) for s, m in zip(stl, mtl)]))
-    return verdicts.Precondition(f"equal encoder updates (MTL made {ratio:.1f}x STL's)", bool(np.isclose(ratio, 1.0)))
+    return [verdicts.Precondition(f"{who} beat the input-blind score ({learned} of {len(stl)} {of})", learned == len(stl)),
+            verdicts.Precondition(f"{who} converged ({converged} of {len(stl)} {of.split(';')[0]})", converged == len(stl)),
+            verdicts.Precondition(f"equal encoder updates (MTL made {ratio:.1f}x STL's)", bool(np.isclose(ratio, 1.0)))]
 
 
 def _verdict_row(task: str, diffs: list[float], preconditions: list) -> dict:
-    interval = verdicts.t_interval(diffs)
-    v = verdicts.decide(-interval["mean"], -interval["high"], -interval["low"], interval["n"], preconditions)
-    return {"task": task, "MTL - STL": interval["mean"], "low": interval["low"], "high": interval["high"],
-            "seeds": interval["n"], "verdict": v.word, "not met": "; ".join(v.failed)}
+    """A table row of ``MTL - STL`` over seeds; the rule decides on its negation (the claim's support)."""
+    v = verdicts.decide_over_seeds([-d for d in diffs], preconditions)
+    return {"task": task, "MTL - STL": -v.estimate, "low": -v.high, "high": -v.low, "seeds": v.n,
+            "verdict": v.word, "not met": "; ".join(v.failed)}
 
 
 SWEEP_RATES = (5e-5, 1e-4, 2e-4)  # encoder learning rates: the paper's, then two doublings
@@ -344,8 +337,7 @@ def gate_configs(knobs: dict) -> list[TrainConfig]:
 def ungated_twin(config: TrainConfig, knobs: dict) -> TrainConfig:
     """Chapter 2's run with the same tasks, seed, scale and mode, without gates (its encoder
     learning rate the profile's)."""
-    return replace(config, gate_lambda=None, lr_encoder=run_knobs(knobs).get("lr_encoder", TrainConfig.lr_encoder),
-                   lr_gates=TrainConfig.lr_gates)
+    return stem_cell_runs(knobs)[replace(RunKey.of(config), gate_lambda=None)]
 
 
 def pruning_curve_configs(knobs: dict) -> list[TrainConfig]:
@@ -429,8 +421,7 @@ def probe_models(knobs: dict) -> dict[RunKey, TrainConfig | None]:
     pair's MTL model."""
     runs = stem_cell_runs(knobs)
     chosen = [key for key in runs if key.gate_lambda is None and key.seed in knobs["seeds"]
-              and (len(key.tasks) < len(TASKS) and key.updates == "epochs" and key.mtl_mode == "sample"
-                   or key == probed_mtl(key.seed))]
+              and (len(key.tasks) < len(TASKS) or key == probed_mtl(key.seed))]  # STL, pairs, MTL-5 joint
     return {RunKey.pretrained(): None} | {key: runs[key] for key in chosen}
 
 
