@@ -1,5 +1,6 @@
 """The run cache: keys cover all a result depends on; a bad entry is never served; stores are safe."""
 
+import errno
 import multiprocessing
 import os
 import pickle
@@ -228,6 +229,37 @@ def test_interrupted_store_leaves_no_entry(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         store.store("k", {"big": "result"})
     assert not store.has("k")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_returns_the_result_uncached_warns_and_leaves_no_part(tmp_path, monkeypatch):
+    store = cache.RunCache(tmp_path)
+    calls = []
+    compute = lambda: calls.append(1) or {"weights": list(range(1000))}  # noqa: E731
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.warns(cache.CacheFullWarning, match=r"not stored: No space left on device in .* MiB needed"):
+        first = cache.cached("run", {"a": 1}, compute, cache=store)
+    assert first == {"weights": list(range(1000))}
+    assert list(tmp_path.iterdir()) == []  # neither an entry nor a temporary folder
+    with pytest.warns(cache.CacheFullWarning):
+        cache.cached("run", {"a": 1}, compute, cache=store)
+    assert len(calls) == 2  # not cached, so computed again
+    monkeypatch.undo()
+    cache.cached("run", {"a": 1}, compute, cache=store)  # space again: stored ...
+    assert cache.cached("run", {"a": 1}, compute, cache=store) == first and len(calls) == 3  # ... and served
+
+
+def test_other_write_errors_are_raised_not_swallowed(tmp_path, monkeypatch):
+    def broken(self, data):
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        cache.RunCache(tmp_path).store("k", {"a": 1})
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,4 +1,5 @@
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -124,6 +125,25 @@ def test_two_workers_train_the_same_runs_as_one_by_one_and_return_them_in_order(
     for p, s in zip(parallel, serial):
         assert p.test == s.test and p.steps == s.steps == planned_steps(p.config, 16)[1]
         assert all(torch.equal(p.state_dict[k], s.state_dict[k]) for k in s.state_dict)
+
+
+def test_workers_whose_results_the_disk_cannot_hold_return_them_through_the_pipe(corpus, tmp_path, monkeypatch):
+    """A file-size limit below a model's size (EFBIG, as a full disk's ENOSPC): nothing is cached,
+    yet every run comes back, trained by its worker, not again by the parent."""
+    configs = [TrainConfig(tasks=(t,), epochs=1, train_sentences=16, dev_sentences=8, test_sentences=8,
+                           evaluations=1, batch_size=8) for t in ("ner", "pos")]
+    monkeypatch.setenv(cache.CACHE_DIR_VARIABLE, str(tmp_path / "full"))
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, not kills
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, limits[1]))  # 1 MiB; the workers inherit it
+    try:
+        results = train_many(configs, corpus, workers=2)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, previous)
+    assert [r.config for r in results] == configs
+    assert all(r.state_dict and r.steps == planned_steps(r.config, 16)[1] for r in results)
+    assert [p.name for p in (tmp_path / "full").iterdir()] == []  # no entry, no temporary folder
 
 
 def test_zero_workers_is_named():

@@ -9,7 +9,9 @@ list), with docstrings and comments left out, plus the versions of the numerical
 Entries are written to a temporary folder and renamed into place, so an interrupted run leaves
 no half-written entry; each carries the SHA-256 of its result file, and an entry that fails its
 check (truncated, missing its result, unreadable) is reported by path, moved aside to
-``<cache>/.corrupt/`` and recomputed, never served.
+``<cache>/.corrupt/`` and recomputed, never served. A full disk does not lose a result: the
+entry is not written, a ``CacheFullWarning`` says so, and the result is returned (and computed
+again next time).
 
     result = cached("train", config, compute=lambda: train(config), inputs={"ewt5": version},
                     code=[sys.modules[__name__]])
@@ -48,6 +50,13 @@ FILE_MODE, DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK
 
 class CorruptEntryWarning(UserWarning):
     """A cache entry failed its check; it was moved aside and is recomputed."""
+
+
+class CacheFullWarning(UserWarning):
+    """A result could not be stored (the disk or quota is full); it was returned, not cached."""
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class CacheNotWritableError(PermissionError):
@@ -277,6 +286,8 @@ class RunCache:
             probe.mkdir()
             probe.rmdir()
         except OSError as err:
+            if err.errno in FULL:  # writable, only full: the run goes on, uncached (``store``)
+                return
             raise CacheNotWritableError(
                 f"the run cache {self.root} cannot be written ({err.strerror or err}); make it writable or set "
                 f"{CACHE_DIR_VARIABLE} to a writable folder") from err
@@ -333,18 +344,28 @@ class RunCache:
             if stale and pid != os.getpid():
                 shutil.rmtree(part, ignore_errors=True)
 
-    def store(self, key: str, result: Any, meta: dict | None = None) -> None:
+    def store(self, key: str, result: Any, meta: dict | None = None) -> bool:
+        """Write the entry atomically; False (with a ``CacheFullWarning``) when the disk is full."""
         self.check_writable()
         self.remove_stale_parts()
         tmp = self.root / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
-        tmp.mkdir()
+        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            tmp.mkdir()
             (tmp / RESULT).write_bytes(data)
             meta = {**(meta or {}), "checksum": hashlib.sha256(data).hexdigest()}
             (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
             set_modes(tmp)
             self._publish(tmp, key)
+            return True
+        except OSError as err:
+            if err.errno not in FULL:
+                raise
+            free = shutil.disk_usage(self.root).free
+            warnings.warn(f"run-cache entry {key} not stored: {err.strerror} in {self.root} ({free / 2**20:,.0f} MiB "
+                          f"free, {len(data) / 2**20:,.0f} MiB needed); the result is returned and will be "
+                          f"computed again next time", CacheFullWarning, stacklevel=3)
+            return False
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

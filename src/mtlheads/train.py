@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import queue as queue_module
 import random
 import signal
@@ -408,10 +409,13 @@ def _start_worker(corpus, threads: int) -> None:
     _WORKER.update(corpus=corpus)
 
 
-def _train_in_worker(config: TrainConfig) -> None:
-    """Train into the run cache; the parent reads the result from there (no weights through a pipe)."""
+def _train_in_worker(config: TrainConfig) -> bytes | None:
+    """Train into the run cache; the parent reads the result from there (no weights through a
+    pipe), unless the cache could not store it (a full disk): then the result, pickled here to
+    bytes (torch's own pickling would pass tensors through shared-memory files)."""
     reports = _WORKER["reports"]
-    train_cached(config, _WORKER["corpus"], progress=False, on_step=lambda: reports.put(1))
+    result = train_cached(config, _WORKER["corpus"], progress=False, on_step=lambda: reports.put(1))
+    return None if is_cached(config) else pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[RunResult]:
@@ -438,6 +442,7 @@ def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> lis
     todo.sort(key=lambda i: -steps[i])
     threads = max(1, torch.get_num_threads() // workers)
     bar = tqdm(total=sum(steps.values()), desc=f"{len(todo)} runs, {min(workers, len(todo))} at a time")
+    uncached: dict[int, bytes | None] = {}  # results a full disk kept out of the cache
     try:
         with worker_pool(min(workers, len(todo)), _start_worker, (corpus, threads)) as (pool, reports):
             running = {pool.submit(_train_in_worker, configs[i]): i for i in todo}
@@ -445,11 +450,12 @@ def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> lis
                 done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
                 bar.update(_drain(reports))
                 for future in done:
-                    future.result()  # a worker's error is raised here
-                    bar.set_postfix(finished=configs[running.pop(future)].label)
+                    i = running.pop(future)
+                    uncached[i] = future.result()  # a worker's error is raised here
+                    bar.set_postfix(finished=configs[i].label)
     finally:
         bar.close()
-    return [train_cached(c, corpus) for c in configs]
+    return [pickle.loads(uncached[i]) if uncached.get(i) else train_cached(c, corpus) for i, c in enumerate(configs)]
 
 
 def _drain(reports) -> int:
