@@ -1,8 +1,5 @@
 import math
 
-import numpy as np
-import pytest
-
 import torch
 
 from mtlheads.data import ewt5
@@ -68,32 +65,3 @@ def tiny_gated_run(gate_lambda):
 def test_large_lambda_closes_most_gates_and_zero_lambda_none():
     assert tiny_gated_run(0.0) == 1.0
     assert tiny_gated_run(5.0) <= 0.25
-
-
-def test_overlap_test_detects_shared_heads_and_not_random_ones():
-    from mtlheads.experiments import overlap_test
-
-    rng = np.random.default_rng(0)
-    shared = np.zeros((6, 12), dtype=bool)
-    shared[2:4, :6] = True  # every task keeps the same 12 heads
-    result = overlap_test({t: shared for t in "abcde"}, permutations=2000)
-    assert result["observed"][5] == 12 and result["shared"] == 12 and result["p_value"] < 0.01
-    assert result["statistic"] == 12 * 10  # 12 heads, each shared by all 10 task pairs
-    assert result["null_mean"].sum() == pytest.approx(72)
-    scattered = {t: rng.random((6, 12)) < 0.2 for t in "abcde"}
-    assert overlap_test(scattered, permutations=2000)["p_value"] > 0.01
-    # Sparse: every task keeps the same 2 heads of 72; chance would almost never align them.
-    few = np.zeros((6, 12), dtype=bool)
-    few[5, :2] = True
-    sparse = overlap_test({t: few for t in "abcde"}, permutations=2000)
-    assert sparse["shared"] == 2 and sparse["p_value"] < 0.01
-
-
-def test_gate_correlations_diagonal_is_across_seeds():
-    from mtlheads.experiments import gate_correlations
-
-    a = np.arange(72, dtype=float).reshape(6, 12)
-    table = gate_correlations({("POS", 1): a, ("POS", 2): a + 1, ("NER", 1): -a})
-    assert table.loc["POS", "POS"] == pytest.approx(1.0)
-    assert table.loc["POS", "NER"] == pytest.approx(-1.0)
-    assert np.isnan(table.loc["NER", "NER"])  # one seed: no across-seed correlation

@@ -56,14 +56,28 @@ RANGES = {
         "ch2_word_embedding_percent": (50.0, 55.0),  # MiniLM-L6: 30,522 x 384 of 22.7M weights
     },
     "03_head_pruning": {
-        "ch3_models": (len(TASKS) + 1,) * 2,
-        **{f"ch3_{t}_kept_percent": (0.0, 100.0) for t in (*TASKS, "mtl")},
+        # smoke: chapter 2's two seeds; per seed five STL models, MTL-5 joint and the control's
+        "ch3_paths": (2 * (len(TASKS) + 2),) * 2,
+        "ch3_seeds": (2, 2),
+        "ch3_lambda_count": (4, 4),
+        "ch3_steps": (3, 3),
+        "ch3_path_steps": (12, 12),
+        "ch3_heads": (72, 72),
+        "ch3_top": (18, 18),  # a quarter of 72
+        "ch3_mask_heads": (6, 6),
+        "ch3_mask_draws": (2, 2),
+        **{f"ch3_{k}": (0.0, 72.0) for k in ("paper_kept_min", "paper_kept_max", "last_kept_min", "last_kept_max",
+                                             "coincidences", "layer_null")},
+        "ch3_layer_p_max": (0.0, 1.0),
+        **{f"ch3_{t}_{k}": (0.0, 100.0) for t in (*TASKS, "ctl") for k in ("dev", "blind_dev")},
+        **{f"ch3_order_{k}": (-1.0, 1.0) for k in ("between", "control")},
+        **{f"ch3_jaccard_{k}": (0.0, 1.0) for k in ("between", "control")},
+        "ch3_layers": (6, 6),
         "ch3_best_layer": (0, 5),
-        "ch3_overlap_p": (0.0, 1.0),
-        "ch3_shared_heads": (0, 72),
-        "ch3_shared_pairs": (0, len(TASKS) * (len(TASKS) - 1) // 2 * 72),  # task pairs x 72 heads at most
-        "ch3_curve_min_heads": (0, 72),
-        "ch3_curve_max_heads": (0, 72),
+        **{f"ch3_{k}_survival": (0.0, 100.0) for k in ("middle", "top")},
+        "ch3_gate_seconds": (0.01, 3600.0),
+        "ch3_first_dev_change": (-100.0, 100.0),
+        "ch3_dev_sentences": (1, 2001),
     },
     "04_probes": {
         "ch4_models": (len(TASKS) + 2,) * 2,  # pretrained, an STL model per task, MTL-5
@@ -131,8 +145,11 @@ WORDS = {**{f"ch2_{k}_verdict": set(verdicts.WORDS) for k in ("joint", "sampled"
          "ch2_frozen_embeddings": {"frozen"},  # smoke runs the default profile's recipe
          "ch2_full_recipe": {"the paper's recipe"},
          "ch2_max_sd_where": {f"{t.upper()} {s}" for t in TASKS for s in ("STL", MTL_JOINT, MTL_STL_UPDATES, MTL)},
-         "ch3_shared_verdict": {"more", "not significantly more"},
-         "ch3_middle_verdict": {"a middle layer", "not a middle layer"},
+         **{f"ch3_{k}_verdict": set(verdicts.WORDS) for k in ("shared", "control", "causal", "middle")},
+         "ch3_middle_layers": {"2 and 3"},  # MiniLM's at the depth of the paper's BERT layers 6-7 ...
+         "ch3_top_layers": {"5"},  # ... and 11-12
+         "ch3_best_is_middle": {"one of them", "not one of them"},
+         "ch3_consistency": {"not measured (it needs three seeds)"},  # smoke: two seeds
          "ch4_stl_verdict": {"holds", "does not hold"},
          **{f"ch5_{v}_verdict": {"holds", "does not hold"} for v in ("stl", "mtl", "pos")},
          "ch5_largest_drop_task": {"POS", "NER", "DEP", "CON", "SRL"},

@@ -39,18 +39,13 @@ def test_every_profile_value_passes_its_knob_check():
     ("seeds", [1, 2.5], r"seeds = \[1, 2.5\] holds 2.5"),
     ("batch_size", 0, r"batch_size = 0 is out of range; valid: an integer >= 1"),
     ("epochs", True, r"epochs = True is a bool, not a number"),
-    ("gate_lambdas", {"pos": 0.1, "lemma": 1.0}, r"gate_lambdas = .* has unknown key\(s\) \['lemma'\]"),
-    ("gate_lambdas", {"pos": -1.0}, r"gate_lambdas = .* holds pos: -1.0"),
-    ("gate_mtl_mode", "mixed", r"gate_mtl_mode = 'mixed' is not one of the choices; valid: one of 'sample', 'joint'"),
+    ("gate_path_lambdas", [0.1, -1.0], r"gate_path_lambdas = \[0.1, -1.0\] holds -1.0"),
+    ("gate_top", 1.5, r"gate_top = 1.5 is out of range"),
+    ("gate_steps", 0, r"gate_steps = 0 is out of range; valid: an integer >= 1"),
 ])
 def test_a_bad_override_names_knob_value_and_what_is_valid(knob, value, message):
     with pytest.raises(ValueError, match=message):
         profiles.load("smoke", **{knob: value})
-
-
-def test_a_partial_gate_lambdas_override_keeps_the_profiles_other_lambdas():
-    lambdas = profiles.load("default", gate_lambdas={"pos": 0.5})["gate_lambdas"]
-    assert lambdas == {**profiles.load("default")["gate_lambdas"], "pos": 0.5}
 
 
 def test_a_bad_value_in_a_profile_file_is_named(tmp_path, monkeypatch):

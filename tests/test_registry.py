@@ -38,15 +38,17 @@ def test_one_table_holds_every_stem_cell_run_and_the_chapters_select_from_it(pro
     knobs = profiles.load(profile, pairwise_mtl=True)
     runs = experiments.stem_cell_runs(knobs)
     assert all(RunKey.of(config) == key for key, config in runs.items())  # each config is its key's run
-    chosen = (experiments.stl_mtl_configs(knobs) + experiments.gate_configs(knobs)
-              + experiments.pruning_curve_configs(knobs) + [c for c in experiments.probe_models(knobs).values() if c])
+    gated = [c.base for c in experiments.gate_path_configs(knobs).values()]
+    chosen = experiments.stl_mtl_configs(knobs) + gated + [c for c in experiments.probe_models(knobs).values() if c]
     assert {RunKey.of(c) for c in chosen} == set(runs)  # every run is some chapter's, and from the table
     assert all(runs[RunKey.of(c)] == c for c in chosen)
-    gated = [c for c in runs.values() if c.gate_lambda is not None]
-    assert gated and all(c.lr_encoder == 1e-5 and c.lr_gates == knobs["gate_lr"] for c in gated)
+    assert all(c.gate_lambda is None for c in runs.values())  # chapter 3 gates trained models, in pruning
     own = experiments.run_knobs(knobs).get("lr_encoder", TrainConfig.lr_encoder)  # the profile's, else the paper's
-    assert all(c.lr_encoder == own for c in runs.values() if c.gate_lambda is None)
-    assert all(experiments.ungated_twin(c, knobs) in runs.values() for c in gated)  # chapter 3's baselines are chapter 2's
+    assert all(c.lr_encoder == own for c in runs.values())
+    # chapter 3 starts from chapter 2's models (and the control task's, at the same scale)
+    stl_mtl = set(map(RunKey.of, experiments.stl_mtl_configs(knobs)))
+    assert all(RunKey.of(c) in stl_mtl or c.tasks == ("ctl",) for c in gated)
+    assert {c.tasks for c in gated} == {(t,) for t in TASKS} | {("ctl",), TASKS}
 
 
 def test_sampled_mtl_at_stl_updates_is_its_own_run_and_only_sampled_mtl_has_it():

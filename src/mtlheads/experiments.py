@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import sys
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 
-from mtlheads import cache, devices, probes, profiles, verdicts
+from tqdm.auto import tqdm
+
+from mtlheads import cache, devices, probes, profiles, pruning, verdicts
 from mtlheads.data import ewt5
 from mtlheads.encoder import fingerprint, load_encoder
-from mtlheads.gates import OPEN_THRESHOLD, evaluation_gates
+from mtlheads.pruning import GatePath, GatePathConfig
 from mtlheads.registry import MTL, MTL_JOINT, MTL_STL_UPDATES, PRETRAINED, RunKey
-from mtlheads.tasks import TASK_CLASSES, TASKS, build_task
-from mtlheads.train import TrainConfig, RunResult, corpus_split, load_model, train_cached, train_many
+from mtlheads.tasks import CONTROL_TASKS, TASK_CLASSES, TASKS, build_task
+from mtlheads.train import TrainConfig, RunResult, corpus_split, load_model, run_inputs, train_cached, train_many
 
 def run_knobs(knobs: dict) -> dict:
     """The ``TrainConfig`` fields a profile sets for every Stem Cell run: its ``stem_cell``
@@ -33,25 +35,20 @@ def stem_cell_runs(knobs: dict) -> dict[RunKey, TrainConfig]:
     """Every Stem Cell run a profile asks for, by key, at its scale (``run_knobs``): chapter 2's
     STL, MTL-5 and MTL-5 joint runs for each of its seeds; for each of the book's seeds the STL
     and MTL-5 runs chapters 4-5 probe (chapter 2's own where the seeds agree) and, with
-    ``pairwise_mtl``, every task pair's; chapter 3's gated runs (each task's lambda, and MTL-5's
-    in ``gate_mtl_mode``) and its pruning curve, with the gates' recipe (encoder learning rate
-    1e-5, ``gate_lr``). The chapters select their runs from this one table."""
+    ``pairwise_mtl``, every task pair's; chapter 3's control-task STL runs (``control_keys``),
+    whose gated phases, like the other models', start from the trained run (``pruning``). The
+    chapters select their runs from this one table."""
     scale, seeds = run_knobs(knobs), knobs["seeds"]
-    lambdas = gate_lambdas(knobs)
     keys = stl_mtl_keys(knobs)
     if knobs.get("pairwise_mtl"):
         keys += [RunKey.mtl(seed, (a, b)) for seed in seeds for i, a in enumerate(TASKS) for b in TASKS[i + 1:]]
-    gated = [key for seed in seeds for key in [RunKey.stl(t, seed, lambdas[t]) for t in TASKS]
-             + [RunKey.mtl(seed, mtl_mode=knobs["gate_mtl_mode"], gate_lambda=lambdas["mtl"])]]
-    gated += [RunKey.stl(knobs["pruning_task"], seeds[0], lam) for lam in knobs["pruning_lambdas"]]
+    keys += control_keys(knobs)
 
     def config(key: RunKey) -> TrainConfig:
-        recipe = {"lr_encoder": 1e-5, "lr_gates": knobs["gate_lr"]} if key.gate_lambda is not None else {}
         return TrainConfig(**{**scale, "tasks": key.tasks, "encoder": knobs["encoder"], "seed": key.seed,
-                              "mtl_mode": key.mtl_mode, "gate_lambda": key.gate_lambda, "updates": key.updates,
-                              **recipe})
+                              "mtl_mode": key.mtl_mode, "updates": key.updates})
 
-    return {key: config(key) for key in dict.fromkeys(keys + gated)}
+    return {key: config(key) for key in dict.fromkeys(keys)}
 
 
 def stl_mtl_keys(knobs: dict) -> list[RunKey]:
@@ -318,90 +315,245 @@ def gap_trend(curve: pd.DataFrame) -> pd.DataFrame:
 
 # The paper's L0 weights: each task's (``Task.paper_gate_lambda``) and MTL's.
 PAPER_LAMBDAS = {**{t: TASK_CLASSES[t].paper_gate_lambda for t in TASKS}, "mtl": 1e-3}
+GATED_MTL = MTL_JOINT  # the MTL-5 model gated: chapter 2's, with as many encoder updates as an STL run
+STL_NAMES = tuple(t.upper() for t in TASKS)
+CONTROL_NAMES = tuple(t.upper() for t in CONTROL_TASKS)
+MIDDLE_LAYERS_OF_12 = (6, 7)  # the paper's (1-based) almost fully kept layers of BERT-base ...
+TOP_LAYERS_OF_12 = (11, 12)  # ... and its pruned ones, in its official repository's 15-model average
 
 
-def gate_lambdas(knobs: dict) -> dict[str, float]:
-    """Each task's L0 weight and MTL's: the profile's, and the paper's for a task it does not name."""
-    return {**PAPER_LAMBDAS, **knobs["gate_lambdas"]}
+def gate_seeds(knobs: dict) -> list[int]:
+    """Chapter 3's seeds: chapter 2's, whose trained models the gates start from."""
+    return stl_mtl_seeds(knobs)
 
 
-def gate_configs(knobs: dict) -> list[TrainConfig]:
-    """Gated STL runs for each task and one gated MTL-5 run (one gate set shared by all tasks), per
-    seed, at chapter 2's scale, so that chapter 2's ungated runs are their baselines."""
-    lambdas = gate_lambdas(knobs)
+def control_keys(knobs: dict) -> list[RunKey]:
+    """The control task's ungated STL runs, one per seed of chapter 3 (trained there, at
+    chapter 2's scale and recipe)."""
+    return [RunKey.stl(t, seed) for seed in gate_seeds(knobs) for t in CONTROL_TASKS]
+
+
+def gate_path_configs(knobs: dict, seeds: list[int] | None = None) -> dict[tuple[str, int], GatePathConfig]:
+    """(setting, seed) -> the gated phase on that trained model: each task's STL model (``POS``
+    ...), MTL-5 joint and the control task's STL model (``CTL``), with the profile's lambda path,
+    steps per lambda, gate learning rate and dev sentences scored after each lambda."""
     runs = stem_cell_runs(knobs)
-    return [runs[key] for seed in knobs["seeds"] for key in [RunKey.stl(t, seed, lambdas[t]) for t in TASKS]
-            + [RunKey.mtl(seed, mtl_mode=knobs["gate_mtl_mode"], gate_lambda=lambdas["mtl"])]]
+    bases = {}
+    for seed in seeds or gate_seeds(knobs):
+        bases |= {(t.upper(), seed): runs[RunKey.stl(t, seed)] for t in TASKS}
+        bases[GATED_MTL, seed] = runs[RunKey.mtl(seed, mtl_mode="joint")]
+        bases |= {(t.upper(), seed): runs[RunKey.stl(t, seed)] for t in CONTROL_TASKS}
+    return {key: GatePathConfig(base, lambdas=tuple(knobs["gate_path_lambdas"]), steps=knobs["gate_steps"],
+                                lr_gates=knobs["gate_lr"], dev_sentences=knobs["gate_dev_sentences"])
+            for key, base in bases.items()}
 
 
-def ungated_twin(config: TrainConfig, knobs: dict) -> TrainConfig:
-    """Chapter 2's run with the same tasks, seed, scale and mode, without gates (its encoder
-    learning rate the profile's)."""
-    return stem_cell_runs(knobs)[replace(RunKey.of(config), gate_lambda=None)]
+def run_gate_paths(knobs: dict, corpus=None, seeds: list[int] | None = None) -> dict[tuple[str, int], GatePath]:
+    """Every gated phase of ``gate_path_configs`` (cached); the trained models they start from
+    first, ``workers`` at a time (chapter 2's are in the run cache; the control's train here)."""
+    corpus = corpus if corpus is not None else ewt5.load()
+    configs = gate_path_configs(knobs, seeds)
+    train_many([c.base for c in configs.values()], corpus, knobs["workers"])
+    return dict(zip(configs, pruning.gate_paths(list(configs.values()), corpus)))
 
 
-def pruning_curve_configs(knobs: dict) -> list[TrainConfig]:
-    """One task's gated runs over several lambdas (first seed)."""
-    runs = stem_cell_runs(knobs)
-    return [runs[RunKey.stl(knobs["pruning_task"], knobs["seeds"][0], lam)] for lam in knobs["pruning_lambdas"]]
+def path_table(paths: dict[tuple[str, int], GatePath]) -> pd.DataFrame:
+    """One row per setting, seed and lambda: heads kept at the stage's end, the dev score then
+    (the tasks' mean for MTL-5) and the ungated model's."""
+    rows = []
+    for (name, seed), path in paths.items():
+        base = float(np.mean(list(path.base_dev.values())))
+        for stage in path.stages:
+            dev = float(np.mean(list(stage["dev"].values())))
+            rows.append({"setting": name, "seed": seed, "lambda": stage["lambda"], "heads kept": int(stage["kept"].sum()),
+                         "dev": dev, "ungated dev": base, "dev change": dev - base})
+    return pd.DataFrame(rows)
 
 
-def gate_values(result: RunResult) -> np.ndarray:
-    """Evaluation-time gate values (layers, heads) of a gated run."""
-    return evaluation_gates(result.state_dict["gates.log_alpha"].float()).numpy()
+def paper_lambda(name: str) -> float:
+    """The paper's L0 weight for a setting of chapter 3 (``POS`` ..., MTL-5; NaN for the control)."""
+    if name in STL_NAMES:
+        return PAPER_LAMBDAS[name.lower()]
+    return PAPER_LAMBDAS["mtl"] if name == GATED_MTL else float("nan")
 
 
-def kept_heads(result: RunResult) -> np.ndarray:
-    """Boolean (layers, heads): the heads a gated run keeps open (gate > 1e-3)."""
-    return gate_values(result) > OPEN_THRESHOLD
+def survival_maps(paths: dict[tuple[str, int], GatePath]) -> dict[tuple[str, int], np.ndarray]:
+    return {key: path.survival() for key, path in paths.items()}
 
 
-def overlap_test(kept: dict[str, np.ndarray], permutations: int = 10000, seed: int = 0) -> dict:
-    """Do the tasks keep the same heads more than chance? Null: each task keeps as many heads,
-    placed at random. Statistic: the number of (task pair, head) coincidences, i.e. the sum over
-    heads of k(k-1)/2 for a head kept by k tasks; it works whether tasks keep few heads or many.
-    Also counted: heads kept by at least ``k_star`` tasks (all but one), observed and under the null."""
-    masks = np.stack([m.ravel() for m in kept.values()])  # (tasks, heads)
-    n_tasks, n_heads = masks.shape
-    k_star = max(2, n_tasks - 1)
-    rng = np.random.default_rng(seed)
-    counts = masks.sum(1)
-    # Null draws, all at once: a random permutation of the heads per draw and task, first c_t kept.
-    ranks = rng.random((permutations, n_tasks, n_heads)).argsort(-1).argsort(-1)
-    per_head_null = (ranks < counts[None, :, None]).sum(1)  # (permutations, heads)
-    observed = masks.sum(0)
-
-    def pairs(k):
-        return (k * (k - 1) // 2).sum(-1)
-
-    null_pairs = pairs(per_head_null)
-    stat = int(pairs(observed))
-    return {
-        "observed": np.bincount(observed, minlength=n_tasks + 1),
-        "null_mean": (per_head_null[..., None] == np.arange(n_tasks + 1)).sum(1).mean(0),
-        "k_star": k_star,
-        "shared": int((observed >= k_star).sum()),
-        "shared_null_mean": float((per_head_null >= k_star).sum(-1).mean()),
-        "statistic": stat,
-        "null_statistic_mean": float(null_pairs.mean()),
-        "p_value": float((1 + (null_pairs >= stat).sum()) / (1 + permutations)),
-        "per_head": observed.reshape(next(iter(kept.values())).shape),
-    }
-
-
-def gate_correlations(gates_by_run: dict[tuple[str, int], np.ndarray]) -> pd.DataFrame:
-    """Pearson correlation of gate vectors between tasks (off-diagonal, mean over seed pairs) and
-    across seeds of the same task (diagonal; empty with one seed)."""
-    settings = list(dict.fromkeys(s for s, _ in gates_by_run))
-    table = pd.DataFrame(index=settings, columns=settings, dtype=float)
-    for a in settings:
-        for b in settings:
-            values = [np.corrcoef(ga.ravel(), gb.ravel())[0, 1]
-                      for (sa, ia), ga in gates_by_run.items() if sa == a
-                      for (sb, ib), gb in gates_by_run.items() if sb == b
-                      if (a != b or ia < ib) and ga.std() > 0 and gb.std() > 0]
+def order_correlations(paths: dict[tuple[str, int], GatePath]) -> pd.DataFrame:
+    """Spearman correlation of the closing orders (``GatePath.ranking``) between settings, the
+    mean over seed pairs: off the diagonal the same seed, on it different seeds of one setting
+    (the within-setting agreement, the ceiling a between-task value can reach)."""
+    names = list(dict.fromkeys(name for name, _ in paths))
+    ranks = {key: path.ranking() for key, path in paths.items()}
+    table = pd.DataFrame(index=names, columns=names, dtype=float)
+    for a in names:
+        for b in names:
+            values = [pruning.rank_correlation(ra, rb) for (na, sa), ra in ranks.items() if na == a
+                      for (nb, sb), rb in ranks.items() if nb == b and ((a == b and sa < sb) or (a != b and sa == sb))]
             table.loc[a, b] = float(np.mean(values)) if values else np.nan
     return table
+
+
+def run_consistency(paths: dict[tuple[str, int], GatePath]) -> pd.Series:
+    """The paper's run-consistency diagonal per setting: sqrt of the adjusted R^2 of its third
+    seed's survival map on its first two (NaN with fewer than three seeds)."""
+    out = {}
+    for name in dict.fromkeys(name for name, _ in paths):
+        maps = [paths[key].survival() for key in sorted(k for k in paths if k[0] == name)]
+        out[name] = pruning.consistency(*maps[:3]) if len(maps) >= 3 else float("nan")
+    return pd.Series(out, name="consistency")
+
+
+def head_count(share: float, heads: int) -> int:
+    """A share of ``heads`` as a count, at least one."""
+    return max(1, round(share * heads))
+
+
+def _top_sets(paths, top: int, names, seed: int) -> dict[str, np.ndarray]:
+    return {name: paths[name, seed].top(top) for name in names if (name, seed) in paths}
+
+
+def overlap_by_seed(paths: dict[tuple[str, int], GatePath], top: int, permutations: int) -> pd.DataFrame:
+    """Per seed, the five STL tasks' ``top`` longest-open heads: pair coincidences against the
+    layer-stratified null (``pruning.layer_stratified_test``), and mean Jaccard overlaps: between
+    the tasks; between the control task and each task; and within each task across seeds (the
+    same task's other seeds: the ceiling)."""
+    rows = []
+    seeds = sorted({seed for _, seed in paths})
+    for seed in seeds:
+        stl = _top_sets(paths, top, STL_NAMES, seed)
+        test = pruning.layer_stratified_test(stl, permutations, seed=seed)
+        between = [pruning.jaccard(stl[a], stl[b]) for i, a in enumerate(stl) for b in list(stl)[i + 1:]]
+        control = [pruning.jaccard(paths[c, seed].top(top), stl[t]) for c in CONTROL_NAMES if (c, seed) in paths
+                   for t in stl]
+        within = [pruning.jaccard(stl[t], paths[t, other].top(top)) for t in stl for other in seeds
+                  if other != seed and (t, other) in paths]
+        rows.append({"seed": seed, "coincidences": test["statistic"], "layer null": test["null_mean"],
+                     "excess": test["excess"], "p": test["p_value"], "between tasks": float(np.mean(between)),
+                     "control vs tasks": float(np.mean(control)) if control else np.nan,
+                     "same task, other seeds": float(np.mean(within)) if within else np.nan})
+    return pd.DataFrame(rows).set_index("seed")
+
+
+def shared_heads(paths: dict[tuple[str, int], GatePath], top: int, seed: int, k: int) -> np.ndarray:
+    """The ``k`` heads that most STL tasks keep among their ``top`` (ties: the longer mean
+    survival), for ``seed``: boolean (layers, heads)."""
+    sets = _top_sets(paths, top, STL_NAMES, seed)
+    count = sum(m.astype(int) for m in sets.values())
+    survival = np.mean([paths[name, seed].survival() for name in sets], axis=0)
+    order = np.lexsort((-survival.ravel(), -count.ravel()))[:k]
+    mask = np.zeros(count.size, dtype=bool)
+    mask[order] = True
+    return mask.reshape(count.shape)
+
+
+def claimed_heads(paths: dict[tuple[str, int], GatePath], top: int, seed: int) -> np.ndarray:
+    """(layers, heads): how many STL tasks keep each head among their ``top`` longest-open ones."""
+    return sum(m.astype(int) for m in _top_sets(paths, top, STL_NAMES, seed).values())
+
+
+def masking_check(paths: dict[tuple[str, int], GatePath], knobs: dict, corpus=None) -> pd.DataFrame:
+    """The causal check: per seed and STL task, the dev score (on the gated phase's dev sentences)
+    of the trained (ungated) model with
+    ``gate_mask_share`` of the heads, those most tasks keep (``shared_heads``) removed, and with as many
+    random heads from the same layers removed (``gate_mask_draws`` draws, mean); cached."""
+    corpus = corpus if corpus is not None else ewt5.load()
+    heads = next(iter(paths.values())).records[0].size
+    top, k, draws = head_count(knobs["gate_top"], heads), head_count(knobs["gate_mask_share"], heads), knobs["gate_mask_draws"]
+    rows = []
+    seeds = sorted({seed for name, seed in paths if name in STL_NAMES})
+    for seed in tqdm(seeds, desc="masking heads"):
+        shared = shared_heads(paths, top, seed, k)
+        masks = [shared] + pruning.same_layer_draws(shared, draws, seed=seed)
+        for name in STL_NAMES:
+            path = paths[name, seed]
+            config = path.config.base
+            sentences = path.config.dev_sentences or config.dev_sentences  # the path's: its base_dev is on them
+            scores = cache.cached("masked", {"model": asdict(config), "masks": [m.tolist() for m in masks],
+                                             "dev_sentences": sentences},
+                                  lambda: pruning.masked_scores(config, [~m for m in masks], corpus, sentences),
+                                  inputs=run_inputs(config), code=[pruning])
+            task = config.tasks[0]
+            base = path.base_dev[task]
+            random_drop = float(np.mean([base - s[task] for s in scores[1:]]))
+            rows.append({"seed": seed, "task": name, "ungated dev": base, "shared removed": scores[0][task],
+                         "random removed": base - random_drop, "drop (shared)": base - scores[0][task],
+                         "drop (random)": random_drop, "extra drop": (base - scores[0][task]) - random_drop})
+    return pd.DataFrame(rows)
+
+
+def middle_layers(layers: int) -> tuple[list[int], list[int]]:
+    """0-based layers of an encoder of ``layers`` layers at the depth of the paper's kept
+    (BERT-base 6-7 of 12) and pruned (11-12) layers."""
+    def at(of_12):
+        return sorted({min(layers - 1, int((l - 1) * layers / 12)) for l in of_12})
+
+    return at(MIDDLE_LAYERS_OF_12), at(TOP_LAYERS_OF_12)
+
+
+def layer_survival(paths: dict[tuple[str, int], GatePath], names=STL_NAMES) -> pd.DataFrame:
+    """Mean survival per layer (rows: seeds; mean over the settings ``names``)."""
+    seeds = sorted({seed for _, seed in paths})
+    return pd.DataFrame({seed: np.mean([paths[n, seed].survival().mean(-1) for n in names if (n, seed) in paths], axis=0)
+                         for seed in seeds}).T.rename_axis(index="seed", columns="layer")
+
+
+def learned(paths: dict[tuple[str, int], GatePath], blind_dev: dict[str, float]) -> dict[str, bool]:
+    """Per setting: did every seed's ungated model beat its tasks' input-blind dev scores?"""
+    out = {}
+    for (name, seed), path in paths.items():
+        ok = all(path.base_dev[t] > blind_dev[t] for t in path.tasks)
+        out[name] = out.get(name, True) and ok
+    return out
+
+
+def blind_dev_scores(corpus, knobs: dict) -> dict[str, float]:
+    """Each task's (and the control's) input-blind score on the dev sentences chapter 3 scores
+    after each lambda (``gate_dev_sentences``, else chapter 2's)."""
+    scale = run_knobs(knobs)
+    train = corpus_split(corpus, "train", scale["train_sentences"])
+    dev = corpus_split(corpus, "dev", knobs["gate_dev_sentences"] or scale["dev_sentences"])
+    return {t: build_task(t, train, 8).blind_score(train, dev) for t in (*TASKS, *CONTROL_TASKS)}
+
+
+def gate_verdicts(paths: dict[tuple[str, int], GatePath], overlap: pd.DataFrame, masking: pd.DataFrame,
+                  blind_dev: dict[str, float]) -> pd.DataFrame:
+    """Chapter 3's claims by the verdict rule, each over seeds: the tasks keep the same heads
+    beyond their layer preferences (pair coincidences minus the layer-stratified null's mean);
+    more than the control task shares with them (between-task minus control Jaccard); removing
+    the heads most tasks keep costs more than removing random heads of the same layers (the
+    extra dev drop, mean over tasks); the middle layers keep more than the top ones (survival,
+    paper-depth layers). Preconditions: every ungated model beat its input-blind dev score, and
+    (for the control comparison) the control model did too."""
+    ok = learned(paths, blind_dev)
+    tasks_learned = verdicts.Precondition(
+        f"every STL model beat its input-blind dev score ({sum(ok.get(n, False) for n in STL_NAMES)} of "
+        f"{len(STL_NAMES)} tasks, all seeds)", all(ok.get(n, False) for n in STL_NAMES))
+    control_learned = verdicts.Precondition("the control model beat its input-blind dev score",
+                                            all(ok.get(n, False) for n in CONTROL_NAMES))
+    layers = next(iter(paths.values())).records.shape[1]
+    middle, top = middle_layers(layers)
+    by_layer = layer_survival(paths)
+    claims = {
+        "the tasks keep the same heads beyond their layer preferences":
+            (overlap["excess"].tolist(), [tasks_learned], "coincidences over the layer null"),
+        "the tasks share more heads with each other than with the control task":
+            ((overlap["between tasks"] - overlap["control vs tasks"]).tolist(), [tasks_learned, control_learned],
+             "Jaccard, between tasks minus control"),
+        "removing the shared heads costs more than removing random heads of their layers":
+            (masking.groupby("seed")["extra drop"].mean().tolist(), [tasks_learned], "extra dev drop (points)"),
+        "the middle layers keep more heads than the top layer":
+            ((by_layer[middle].mean(1) - by_layer[top].mean(1)).tolist(), [tasks_learned],
+             "survival, middle minus top layers"),
+    }
+    rows = []
+    for claim, (support, preconditions, measure) in claims.items():
+        v = verdicts.decide_over_seeds(support, preconditions)
+        rows.append({"claim": claim, "measure": measure, "estimate": v.estimate, "low": v.low, "high": v.high,
+                     "seeds": v.n, "verdict": v.word, "not met": "; ".join(v.failed)})
+    return pd.DataFrame(rows).set_index("claim")
 
 
 # Chapters 4 and 5: parameter-free probes and the label analysis ------------------------------
@@ -421,6 +573,7 @@ def probe_models(knobs: dict) -> dict[RunKey, TrainConfig | None]:
     pair's MTL model."""
     runs = stem_cell_runs(knobs)
     chosen = [key for key in runs if key.gate_lambda is None and key.seed in knobs["seeds"]
+              and not set(key.tasks) & set(CONTROL_TASKS)  # chapter 3's control is not probed
               and (len(key.tasks) < len(TASKS) or key == probed_mtl(key.seed))]  # STL, pairs, MTL-5 joint
     return {RunKey.pretrained(): None} | {key: runs[key] for key in chosen}
 

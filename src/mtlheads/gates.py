@@ -19,6 +19,7 @@ from torch import nn
 
 BETA, GAMMA, ZETA, EPS = 0.33, -0.1, 1.1, 1e-6
 OPEN_THRESHOLD = 1e-3
+INITS = ("constant", "xavier")
 
 
 def stretch(s: torch.Tensor) -> torch.Tensor:
@@ -34,11 +35,18 @@ def evaluation_gates(log_alpha: torch.Tensor) -> torch.Tensor:
 class HardConcreteGates(nn.Module):
     """Gates of shape (layers, heads); ``forward`` returns their values for one step."""
 
-    def __init__(self, num_layers: int, num_heads: int, init_open: float = 0.9):
+    def __init__(self, num_layers: int, num_heads: int, init_open: float = 0.9, init: str = "constant",
+                 generator: torch.Generator | None = None):
         super().__init__()
-        # Start with most mass on open gates: P(g > 0) close to ``init_open`` (a common choice).
-        init = math.log(init_open) - math.log(1 - init_open)
-        self.log_alpha = nn.Parameter(torch.full((num_layers, num_heads), init))
+        if init not in INITS:
+            raise ValueError(f"gate init {init!r} is not one of {', '.join(map(repr, INITS))}")
+        # constant: most mass on open gates, P(g > 0) close to ``init_open`` (a common choice);
+        # xavier: Glorot-uniform log_alpha, as the Stem Cell paper's code, so heads start unequal
+        log_alpha = torch.full((num_layers, num_heads), math.log(init_open) - math.log(1 - init_open))
+        if init == "xavier":
+            bound = math.sqrt(6.0 / (num_layers + num_heads))
+            log_alpha = torch.rand(num_layers, num_heads, generator=generator) * 2 * bound - bound
+        self.log_alpha = nn.Parameter(log_alpha)
 
     def forward(self) -> torch.Tensor:
         if self.training:
@@ -64,3 +72,15 @@ class HardConcreteGates(nn.Module):
     @torch.no_grad()
     def open_mask(self) -> torch.Tensor:
         return self.values() > OPEN_THRESHOLD
+
+
+class FixedGates(nn.Module):
+    """Fixed gate values (layers, heads), e.g. a 0/1 mask: a model with these as its ``gates``
+    runs with those heads scaled (0: removed), in training and evaluation alike."""
+
+    def __init__(self, values: torch.Tensor):
+        super().__init__()
+        self.register_buffer("fixed", values.float())
+
+    def forward(self) -> torch.Tensor:
+        return self.fixed

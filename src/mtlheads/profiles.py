@@ -35,11 +35,14 @@ KNOBS: dict[str, Knob] = {
     "seeds": Knob("ints", low=0),
     "stl_mtl_seeds": Knob("ints", low=0, nullable=True),
     "workers": _SIZE,
-    "gate_lr": _RATE,
-    "gate_lambdas": Knob("weights", low=0, keys=(*STL_MTL_TASKS, "mtl"), partial=True),  # missing: the paper's
-    "gate_mtl_mode": Knob("str", choices=("sample", "joint")),
-    "pruning_task": Knob("str", choices=STL_MTL_TASKS),
-    "pruning_lambdas": Knob("floats", low=0),
+    "gate_lr": _RATE,  # chapter 3: the gates' Adam learning rate
+    "gate_path_lambdas": Knob("floats", low=0),  # the L0 weights of a gated phase, in increasing order
+    "gate_steps": _SIZE,  # gate updates per lambda
+    "gate_top": Knob("float", low=1e-9, high=1),  # the share of heads compared per task: the longest-open
+    "gate_mask_share": Knob("float", low=1e-9, high=1),  # the causal check: the share of heads removed ...
+    "gate_mask_draws": _SIZE,  # ... and draws of random heads from their layers
+    "gate_dev_sentences": _COUNT,  # dev sentences scored after each lambda (None: chapter 2's)
+    "gate_permutations": Knob("int", low=100),  # draws of the layer-stratified null
     "probe_test_sentences": _COUNT,
     "probe_fit_sentences": _COUNT,
     "probe_min_count": Knob("int", low=0),
@@ -82,10 +85,6 @@ def knob(name: str) -> Knob | None:
         if name.startswith(prefix) and name[len(prefix):] in section_rules(section):
             return section_rules(section)[name[len(prefix):]]
     return None
-
-
-# Mappings overridden in part keep the profile's other entries (``-y "gate_lambdas: {pos: 0.5}"``).
-_MERGED = {"gate_lambdas"}
 
 
 def available() -> list[str]:
@@ -138,8 +137,6 @@ def load(profile: str, **overrides: Any) -> dict[str, Any]:
     for name, value in overrides.items():
         if value is None:
             continue
-        if name in _MERGED and isinstance(value, dict):
-            value = {**knobs[name], **value}
         knobs[name] = check(name, value, knob(name))
     knobs["device"] = devices.canonical(knobs["device"])
     knobs["profile"] = profile

@@ -193,3 +193,28 @@ def interval_bars(table, measures: Sequence[str], ax, group: str = "model", hue:
                   fontsize=8)
     ax.set_ylabel("%")
     ax.legend(frameon=False, fontsize=7)
+
+
+def rgb_head_maps(maps: dict[str, np.ndarray], ncols: int = 3, title: str = ""):
+    """A grid of (layers, heads, 3) maps in [0, 1] shown as colours, one channel per run (the
+    Stem Cell paper's gate maps: white where every run keeps the head, black where none does)."""
+    nrows = -(-len(maps) // ncols)
+    fig, axes = subplots(ncols=ncols, nrows=nrows, height=2.0 * nrows)
+    for i, (ax, (name, values)) in enumerate(zip(axes.flat, maps.items())):
+        values = np.clip(np.asarray(values, dtype=float), 0.0, 1.0)
+        if values.shape[-1] < 3:  # fewer runs than channels: the missing ones dark
+            values = np.concatenate([values, np.zeros((*values.shape[:-1], 3 - values.shape[-1]))], -1)
+        ax.imshow(values, aspect="equal", interpolation="nearest")
+        ax.set_title(name)
+        ax.set_xticks(range(values.shape[1]))
+        ax.set_yticks(range(values.shape[0]))
+        ax.tick_params(labelsize=6)
+        if i % ncols == 0:
+            ax.set_ylabel("layer")
+        if i >= len(maps) - ncols:
+            ax.set_xlabel("head")
+    for ax in list(axes.flat)[len(maps):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -27,7 +27,8 @@ def _task_classes() -> dict[str, type[Task]]:
 
 
 TASK_CLASSES: dict[str, type[Task]] = _task_classes()
-TASKS: tuple[str, ...] = tuple(TASK_CLASSES)  # the Stem Cell tasks, in the book's order
+TASKS: tuple[str, ...] = tuple(n for n, c in TASK_CLASSES.items() if not c.control)  # the Stem Cell tasks, in order
+CONTROL_TASKS: tuple[str, ...] = tuple(n for n, c in TASK_CLASSES.items() if c.control)  # chapter 3's control
 
 
 def check_tasks(names) -> list[str]:

@@ -22,6 +22,7 @@ class Task(nn.Module):
     columns: tuple[str, ...] = ()  # the EWT5 fields ``labels_of`` reads (chapter 1's counts read only these)
     probe: Literal["arc", "predicate span", "centroid"] | None = None  # how chapter 4 probes a head for it
     paper_gate_lambda: float | None = None  # the L0 weight of the Stem Cell paper's gated STL run
+    control: bool = False  # a control task (chapter 3's), trained and gated like a task but not in ``TASKS``
 
     @staticmethod
     def labels_of(sentence: dict) -> list[str]:
