@@ -66,8 +66,9 @@ RANGES = {
         "ch3_top": (18, 18),  # a quarter of 72
         "ch3_mask_heads": (6, 6),
         "ch3_mask_draws": (2, 2),
-        **{f"ch3_{k}": (0.0, 72.0) for k in ("paper_kept_min", "paper_kept_max", "last_kept_min", "last_kept_max",
-                                             "coincidences", "layer_null")},
+        **{f"ch3_{k}": (0.0, 72.0) for k in ("paper_kept_min", "paper_kept_max", "last_kept_min", "last_kept_max")},
+        # (task pair, head) coincidences of 18 heads a task: 10 pairs x 18 at most
+        **{f"ch3_{k}": (0.0, 10 * 18) for k in ("coincidences", "layer_null")},
         "ch3_layer_p_max": (0.0, 1.0),
         **{f"ch3_{t}_{k}": (0.0, 100.0) for t in (*TASKS, "ctl") for k in ("dev", "blind_dev")},
         **{f"ch3_order_{k}": (-1.0, 1.0) for k in ("between", "control")},
