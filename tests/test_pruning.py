@@ -44,6 +44,20 @@ def test_the_gated_phase_trains_only_the_gates_and_a_large_lambda_closes_them(co
         path.kept(5.0)
 
 
+def test_a_gate_path_is_the_same_whatever_drew_random_numbers_before_it(corpus):
+    """The gates' sampling noise is seeded by the path, not left to the process's history (which
+    differs between a fresh run and one that found other results in the cache)."""
+    base = tiny_base(corpus)
+    config = GatePathConfig(base.config, lambdas=(0.1, 3.0), steps=6, lr_gates=0.2, record_every=2)
+    encoders = tiny_encoder(), tiny_encoder()  # (each seeds torch's generator: made before the histories)
+    torch.manual_seed(0)
+    first = pruning.gate_path(config, corpus, progress=False, base=base, encoder=encoders[0])
+    torch.manual_seed(123)  # another history
+    again = pruning.gate_path(config, corpus, progress=False, base=base, encoder=encoders[1])
+    assert np.array_equal(first.records, again.records)
+    assert [s["dev"] for s in first.stages] == [s["dev"] for s in again.stages]
+
+
 def test_masking_no_head_gives_the_trained_models_scores_and_masking_all_changes_them(corpus):
     base = tiny_base(corpus)
     layers, heads = 2, 4

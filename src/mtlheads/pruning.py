@@ -34,7 +34,7 @@ from mtlheads.tasks import TASK_CLASSES
 from mtlheads.encoder import Encoder
 from mtlheads.runs import RunResult
 from mtlheads.train import (TrainConfig, build_model, corpus_split, evaluate, length_buckets, load_model, run_inputs,
-                            train_cached)
+                            set_seed, train_cached)
 
 PATH_LAMBDAS = (2e-4, 1e-3, 1e-2, 0.1, 1.0)  # every value the paper gives a task (or MTL) is on it
 
@@ -130,6 +130,7 @@ def gate_path(config: GatePathConfig, corpus=None, progress: bool = True, base: 
     ``config.base`` from the run cache, trained if absent; ``encoder``: see ``trained_model``)."""
     corpus = corpus if corpus is not None else ewt5.load()
     base = base if base is not None else train_cached(config.base, corpus, progress)
+    set_seed(config.base.seed)  # the gates' noise: the same path whatever ran before in the process
     model = trained_model(base, corpus, encoder)  # evaluation mode: no dropout, no word dropout
     model.requires_grad_(False)
     device = devices.module_device(model)
