@@ -180,13 +180,15 @@ def _by_task_and_seed(results: list[RunResult]) -> dict[tuple[str, str, int], Ru
     return {(setting(r), task, r.config.seed): r for r in results for task in r.config.tasks}
 
 
-def blind_scores(corpus, knobs: dict) -> dict[str, float]:
-    """Each task's test score (its metric) of predictions that ignore the words (``Task.blind``),
-    from the profile's training and test sentences: what a model must beat to have learned."""
+def blind_scores(corpus, knobs: dict, split: str = "test", sentences: int | None = None,
+                 tasks=TASKS) -> dict[str, float]:
+    """Each task's score (its metric) on ``split`` of predictions that ignore the words
+    (``Task.blind``), from the profile's training sentences and ``sentences`` of the split (None:
+    the profile's count for it): what a model must beat to have learned."""
     scale = run_knobs(knobs)
     train = corpus_split(corpus, "train", scale["train_sentences"])
-    test = corpus_split(corpus, "test", scale["test_sentences"])
-    return {t: build_task(t, train, 8).blind_score(train, test) for t in TASKS}
+    scored = corpus_split(corpus, split, sentences or scale[f"{split}_sentences"])
+    return {t: build_task(t, train, 8).blind_score(train, scored) for t in tasks}
 
 
 def stl_mtl_verdicts(results: list[RunResult], mtl_setting: str, blind: dict[str, float],
@@ -440,9 +442,8 @@ def overlap_by_seed(paths: dict[tuple[str, int], GatePath], top: int, permutatio
 def shared_heads(paths: dict[tuple[str, int], GatePath], top: int, seed: int, k: int) -> np.ndarray:
     """The ``k`` heads that most STL tasks keep among their ``top`` (ties: the longer mean
     survival), for ``seed``: boolean (layers, heads)."""
-    sets = _top_sets(paths, top, STL_NAMES, seed)
-    count = sum(m.astype(int) for m in sets.values())
-    survival = np.mean([paths[name, seed].survival() for name in sets], axis=0)
+    count = claimed_heads(paths, top, seed)
+    survival = np.mean([paths[name, seed].survival() for name in STL_NAMES if (name, seed) in paths], axis=0)
     order = np.lexsort((-survival.ravel(), -count.ravel()))[:k]
     mask = np.zeros(count.size, dtype=bool)
     mask[order] = True
@@ -512,10 +513,7 @@ def learned(paths: dict[tuple[str, int], GatePath], blind_dev: dict[str, float])
 def blind_dev_scores(corpus, knobs: dict) -> dict[str, float]:
     """Each task's (and the control's) input-blind score on the dev sentences chapter 3 scores
     after each lambda (``gate_dev_sentences``, else chapter 2's)."""
-    scale = run_knobs(knobs)
-    train = corpus_split(corpus, "train", scale["train_sentences"])
-    dev = corpus_split(corpus, "dev", knobs["gate_dev_sentences"] or scale["dev_sentences"])
-    return {t: build_task(t, train, 8).blind_score(train, dev) for t in (*TASKS, *CONTROL_TASKS)}
+    return blind_scores(corpus, knobs, "dev", knobs["gate_dev_sentences"], (*TASKS, *CONTROL_TASKS))
 
 
 def gate_verdicts(paths: dict[tuple[str, int], GatePath], overlap: pd.DataFrame, masking: pd.DataFrame,

@@ -33,7 +33,7 @@ from mtlheads.gates import INITS, OPEN_THRESHOLD, FixedGates, HardConcreteGates
 from mtlheads.tasks import TASK_CLASSES
 from mtlheads.encoder import Encoder
 from mtlheads.runs import RunResult
-from mtlheads.train import (TrainConfig, build_model, corpus_split, evaluate, length_buckets, load_model, run_inputs,
+from mtlheads.train import (TrainConfig, corpus_split, evaluate, length_buckets, load_model, run_inputs,
                             set_seed, train_cached)
 
 PATH_LAMBDAS = (2e-4, 1e-3, 1e-2, 0.1, 1.0)  # every value the paper gives a task (or MTL) is on it
@@ -114,24 +114,14 @@ def _metric(scores: dict, task: str) -> float:
     return float(scores[task][TASK_CLASSES[task].metric])
 
 
-def trained_model(base: RunResult, corpus, encoder: Encoder | None = None):
-    """The trained model of ``base`` in evaluation mode; ``encoder`` (a test's tiny one) gives
-    the architecture instead of the config's named encoder, its weights then replaced."""
-    if encoder is None:
-        return load_model(base, corpus)
-    model = build_model(base.config, corpus_split(corpus, "train", base.config.train_sentences), encoder)
-    model.load_state_dict(base.state_dict)
-    return model.eval()
-
-
 def gate_path(config: GatePathConfig, corpus=None, progress: bool = True, base: RunResult | None = None,
               encoder: Encoder | None = None) -> GatePath:
     """Run the gated phase of ``config`` on the trained model of ``base`` (default: the run of
-    ``config.base`` from the run cache, trained if absent; ``encoder``: see ``trained_model``)."""
+    ``config.base`` from the run cache, trained if absent; ``encoder``: see ``train.load_model``)."""
     corpus = corpus if corpus is not None else ewt5.load()
     base = base if base is not None else train_cached(config.base, corpus, progress)
     set_seed(config.base.seed)  # the gates' noise: the same path whatever ran before in the process
-    model = trained_model(base, corpus, encoder)  # evaluation mode: no dropout, no word dropout
+    model = load_model(base, corpus, encoder=encoder)  # evaluation mode: no dropout, no word dropout
     model.requires_grad_(False)
     device = devices.module_device(model)
     dev_set = corpus_split(corpus, "dev", config.dev_sentences or config.base.dev_sentences)
@@ -195,7 +185,7 @@ def masked_scores(config: TrainConfig, masks: list[np.ndarray], corpus=None, sen
     0/1 head mask (layers, heads) applied, on the first ``sentences`` dev sentences (None: the
     config's)."""
     corpus = corpus if corpus is not None else ewt5.load()
-    model = trained_model(base if base is not None else train_cached(config, corpus), corpus, encoder)
+    model = load_model(base if base is not None else train_cached(config, corpus), corpus, encoder=encoder)
     dev_set = corpus_split(corpus, "dev", sentences or config.dev_sentences)
     out = []
     for mask in masks:

@@ -467,11 +467,13 @@ def _drain(reports) -> int:
             return n
 
 
-def load_model(result: RunResult, corpus=None, device: str | None = None) -> MultiTaskModel:
+def load_model(result: RunResult, corpus=None, device: str | None = None,
+               encoder: Encoder | None = None) -> MultiTaskModel:
     """Rebuild a trained model from a ``RunResult`` (label sets are re-read from the same data),
-    on ``device`` (None: the device it was trained on)."""
+    on ``device`` (None: the device it was trained on); ``encoder`` (a test's tiny one) gives the
+    architecture instead of the config's named encoder, its weights then replaced."""
     corpus = corpus if corpus is not None else ewt5.load()
-    model = build_model(result.config, corpus_split(corpus, "train", result.config.train_sentences))
+    model = build_model(result.config, corpus_split(corpus, "train", result.config.train_sentences), encoder)
     if device is not None:
         model.to(devices.resolve(device))
     model.load_state_dict(result.state_dict)
