@@ -5,7 +5,7 @@ import pytest
 from mtlheads import experiments
 from mtlheads.registry import MTL
 from mtlheads.tasks import TASK_CLASSES, TASKS
-from mtlheads.train import TrainConfig, RunResult
+from mtlheads.train import TrainConfig, RunResult, evaluation_steps
 
 METRIC = {t: TASK_CLASSES[t].metric for t in TASKS}
 
@@ -67,6 +67,12 @@ def test_convergence_measures_the_dev_gain_over_the_last_quarter():
     # the evaluation at or before 3/4 starts the quarter: here the one at 2/3 of 90 steps
     thirds = curve_run(("pos",), 1, {30: 60.0, 60: 70.0, 90: 70.2})
     assert experiments.convergence(thirds)["from step"] == 60 and experiments.convergence(thirds)["converged"]
+    # the evaluation the schedule puts at 3/4 of 250 steps (``evaluation_steps``: step 188) starts it
+    config = TrainConfig(tasks=("pos",), eval_fractions=(0.125, 0.25, 0.5, 0.75, 1.0))
+    steps = sorted(evaluation_steps(config, 250))
+    assert steps == [31, 62, 125, 188, 250]
+    default = curve_run(("pos",), 1, dict(zip(steps, [50.0, 60.0, 70.0, 75.0, 75.3])))
+    assert experiments.convergence(default)["from step"] == 188 and experiments.convergence(default)["converged"]
     one_point = curve_run(("pos",), 1, {100: 70.0})
     assert not experiments.convergence(one_point)["converged"] and math.isnan(experiments.convergence(one_point)["gain"])
 

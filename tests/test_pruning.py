@@ -142,3 +142,28 @@ def test_the_control_task_tags_a_word_type_always_alike_and_is_not_a_book_task(c
     many = [t for s in corpus["dev"].select(range(200)) for t in task.gold(s)]
     assert len(set(many)) > 10  # spread over the tag set, not one tag
     assert task.gold(corpus["dev"][0]) == build_task("ctl", train_set, 8).gold(corpus["dev"][0])  # fixed by the word
+
+
+def test_gate_paths_on_two_workers_train_each_base_once_and_equal_one_by_one(corpus, tmp_path, monkeypatch):
+    """The trained run first (both paths start from it), each path after it, in a worker; at the
+    workers' thread count, the same paths as one after another in this process."""
+    from mtlheads import cache
+
+    base = TrainConfig(tasks=("pos",), epochs=1, train_sentences=16, dev_sentences=8, test_sentences=8,
+                       evaluations=1, batch_size=8)
+    configs = [GatePathConfig(base, lambdas=(0.1, 1.0), steps=2, record_every=1, lr_gates=lr) for lr in (0.05, 0.2)]
+    monkeypatch.setenv(cache.CACHE_DIR_VARIABLE, str(tmp_path / "parallel"))
+    parallel = pruning.gate_paths(configs, corpus, workers=2)
+    entries = sorted(p.name.split("-")[0] for p in (tmp_path / "parallel").iterdir())
+    assert entries == ["gatepath"] * 2 + ["train"]  # the base trained once, every result stored
+    monkeypatch.setenv(cache.CACHE_DIR_VARIABLE, str(tmp_path / "serial"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // 2))
+    try:
+        serial = pruning.gate_paths(configs, corpus, workers=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert [p.config for p in parallel] == configs
+    for p, s in zip(parallel, serial):
+        assert np.array_equal(p.records, s.records) and p.base_dev == s.base_dev
+        assert [st["dev"] for st in p.stages] == [st["dev"] for st in s.stages]

@@ -149,6 +149,72 @@ def test_eisner_finds_the_best_single_root_projective_tree(seed):
     assert eisner(scores) == best
 
 
+def loop_eisner(scores):
+    """Eisner's algorithm one span at a time (the book's first version): the reference the
+    width-at-once ``eisner`` must match to the last head, ties included."""
+    n = scores.shape[0] - 1
+    complete = np.full((n + 1, n + 1, 2), -np.inf)
+    incomplete = np.full((n + 1, n + 1, 2), -np.inf)
+    complete_back = np.zeros((n + 1, n + 1, 2), dtype=np.int64)
+    incomplete_back = np.zeros((n + 1, n + 1, 2), dtype=np.int64)
+    for i in range(n + 1):
+        complete[i, i] = 0.0
+    for width in range(1, n + 1):
+        for s in range(0, n + 1 - width):
+            t = s + width
+            joined = complete[s, s:t, 1] + complete[s + 1:t + 1, t, 0]
+            r = int(np.argmax(joined))
+            if s > 0:
+                incomplete[s, t, 0], incomplete_back[s, t, 0] = joined[r] + scores[t, s], s + r
+            incomplete[s, t, 1], incomplete_back[s, t, 1] = joined[r] + scores[s, t], s + r
+            left = complete[s, s:t, 0] + incomplete[s:t, t, 0]
+            r = int(np.argmax(left))
+            complete[s, t, 0], complete_back[s, t, 0] = left[r], s + r
+            right = incomplete[s, s + 1:t + 1, 1] + complete[s + 1:t + 1, t, 1]
+            r = int(np.argmax(right))
+            complete[s, t, 1], complete_back[s, t, 1] = right[r], s + 1 + r
+            if s == 0 and t < n:
+                complete[0, t, 1] = -np.inf
+    heads = [0] * (n + 1)
+
+    def fill(s, t, d, is_complete):
+        if s == t:
+            return
+        if is_complete:
+            r = int(complete_back[s, t, d])
+            if d == 0:
+                fill(s, r, 0, True)
+                fill(r, t, 0, False)
+            else:
+                fill(s, r, 1, False)
+                fill(r, t, 1, True)
+        else:
+            r = int(incomplete_back[s, t, d])
+            if d == 0:
+                heads[s] = t
+            else:
+                heads[t] = s
+            fill(s, r, 1, True)
+            fill(r + 1, t, 0, True)
+
+    fill(0, n, 1, True)
+    return heads[1:]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 20, 41])
+def test_eisner_equals_the_span_by_span_algorithm_ties_included(n):
+    rng = np.random.default_rng(n)
+    for trial in range(20):
+        if trial % 2:  # integer scores: many ties
+            scores = rng.integers(-2, 3, size=(n + 1, n + 1)).astype(float)
+        else:  # as the decoder builds them: log-probabilities, ROOT's column -1e9
+            scores = np.full((n + 1, n + 1), -1e9)
+            scores[:, 1:] = np.log(rng.dirichlet(np.ones(n + 1), size=n)).T
+        heads = eisner(scores)
+        assert heads == loop_eisner(scores)
+        assert is_tree(heads) and heads.count(0) == 1
+
+
 def all_binary_trees(i, j):
     if j == i + 1:
         yield [(i, j)]

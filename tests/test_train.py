@@ -175,7 +175,7 @@ def test_the_chapter_6_and_7_configs_check_their_fields():
 
 POOL_SCRIPT = """
 import faulthandler, signal, sys, time
-from mtlheads.train import worker_pool
+from mtlheads.pool import worker_pool
 if __name__ == "__main__":
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for the threads' stacks if it hangs
     # Ctrl-C as in a terminal: a process started in the background by a shell without job control

@@ -70,17 +70,19 @@ def cache_dir() -> Path:
     return PACKAGE_ROOT.parents[1] / ".cache" / "runs"
 
 
-# File digests, memoised per process by (path, size, mtime): a file is read once unless it changes.
+# File digests, memoised per process by (device, inode, size, mtime): a file is read once unless
+# it changes (a file replaced by a rename is another inode). One stat a call, no path resolving:
+# the data's version checks thousands of files each time a cached result is looked up.
 _DIGESTS: dict[tuple, str] = {}
 
 
 def file_digest(path: Path | str, normalise: Callable[[bytes], bytes] | None = None) -> str:
     """SHA-256 (hex) of a file's bytes, or of ``normalise(bytes)``."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    memo = (str(path), stat.st_size, stat.st_mtime_ns, normalise)
+    stat = os.stat(path)
+    memo = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, normalise)
     if memo not in _DIGESTS:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
         _DIGESTS[memo] = hashlib.sha256(normalise(data) if normalise else data).hexdigest()
     return _DIGESTS[memo]
 

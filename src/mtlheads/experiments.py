@@ -156,10 +156,10 @@ def run_dev(point: dict, tasks) -> float:
 
 def convergence(result: RunResult, gain: float = CONVERGENCE_GAIN, share: float = CONVERGENCE_SHARE) -> dict:
     """The book's convergence criterion: a run has converged when its best dev score after the
-    last evaluation at or before ``1 - share`` of its steps exceeds that evaluation's by less
-    than ``gain`` points. Not measurable (``converged`` False, ``gain`` NaN) without an
-    evaluation on each side of that point."""
-    tasks, cut = result.config.tasks, (1 - share) * result.steps
+    last evaluation at or before ``1 - share`` of its steps (rounded to a step, as the trainer
+    places its evaluations) exceeds that evaluation's by less than ``gain`` points. Not
+    measurable (``converged`` False, ``gain`` NaN) without an evaluation on each side of it."""
+    tasks, cut = result.config.tasks, max(1, round((1 - share) * result.steps))
     before = [p for p in result.dev_curve if p["step"] <= cut]
     after = [p for p in result.dev_curve if p["step"] > cut]
     if not before or not after:
@@ -351,12 +351,11 @@ def gate_path_configs(knobs: dict, seeds: list[int] | None = None) -> dict[tuple
 
 
 def run_gate_paths(knobs: dict, corpus=None, seeds: list[int] | None = None) -> dict[tuple[str, int], GatePath]:
-    """Every gated phase of ``gate_path_configs`` (cached); the trained models they start from
-    first, ``workers`` at a time (chapter 2's are in the run cache; the control's train here)."""
+    """Every gated phase of ``gate_path_configs`` (cached), ``workers`` at a time, each once the
+    trained model it starts from is (chapter 2's are in the run cache; the control's train here)."""
     corpus = corpus if corpus is not None else ewt5.load()
     configs = gate_path_configs(knobs, seeds)
-    train_many([c.base for c in configs.values()], corpus, knobs["workers"])
-    return dict(zip(configs, pruning.gate_paths(list(configs.values()), corpus)))
+    return dict(zip(configs, pruning.gate_paths(list(configs.values()), corpus, knobs["workers"])))
 
 
 def path_table(paths: dict[tuple[str, int], GatePath]) -> pd.DataFrame:

@@ -20,13 +20,13 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mtlheads import cache, devices
+from mtlheads import cache, devices, pool
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import ewt5
 from mtlheads.gates import INITS, OPEN_THRESHOLD, FixedGates, HardConcreteGates
@@ -34,7 +34,7 @@ from mtlheads.tasks import TASK_CLASSES
 from mtlheads.encoder import Encoder
 from mtlheads.runs import RunResult
 from mtlheads.train import (TrainConfig, corpus_split, evaluate, length_buckets, load_model, run_inputs,
-                            set_seed, train_cached)
+                            set_seed, train_cached, train_job)
 
 PATH_LAMBDAS = (2e-4, 1e-3, 1e-2, 0.1, 1.0)  # every value the paper gives a task (or MTL) is on it
 
@@ -115,9 +115,10 @@ def _metric(scores: dict, task: str) -> float:
 
 
 def gate_path(config: GatePathConfig, corpus=None, progress: bool = True, base: RunResult | None = None,
-              encoder: Encoder | None = None) -> GatePath:
+              encoder: Encoder | None = None, on_step: Callable[[], None] | None = None) -> GatePath:
     """Run the gated phase of ``config`` on the trained model of ``base`` (default: the run of
-    ``config.base`` from the run cache, trained if absent; ``encoder``: see ``train.load_model``)."""
+    ``config.base`` from the run cache, trained if absent; ``encoder``: see ``train.load_model``).
+    ``on_step`` is called after every gate update (a progress report from a worker process)."""
     corpus = corpus if corpus is not None else ewt5.load()
     base = base if base is not None else train_cached(config.base, corpus, progress)
     set_seed(config.base.seed)  # the gates' noise: the same path whatever ran before in the process
@@ -155,6 +156,8 @@ def gate_path(config: GatePathConfig, corpus=None, progress: bool = True, base: 
             optimizer.step()
             step += 1
             bar.update(1)
+            if on_step is not None:
+                on_step()
             if step % config.record_every == 0:
                 records.append(model.gates.values().cpu().numpy())
                 path.record_steps.append(step)
@@ -168,15 +171,37 @@ def gate_path(config: GatePathConfig, corpus=None, progress: bool = True, base: 
     return path
 
 
-def gate_path_cached(config: GatePathConfig, corpus=None, progress: bool = True) -> GatePath:
-    return cache.cached("gatepath", asdict(config), lambda: gate_path(config, corpus, progress),
-                        inputs=run_inputs(config.base), code=[sys.modules[__name__]])
+def gate_path_cached(config: GatePathConfig, corpus=None, progress: bool = True,
+                     on_step: Callable[[], None] | None = None) -> GatePath:
+    return cache.cached("gatepath", asdict(config), lambda: gate_path(config, corpus, progress, on_step=on_step),
+                        **_cache_args(config))
 
 
-def gate_paths(configs: list[GatePathConfig], corpus=None) -> list[GatePath]:
-    """``gate_path_cached`` for every config, in order, with one progress bar over them."""
+def _cache_args(config: GatePathConfig) -> dict:
+    return {"inputs": run_inputs(config.base), "code": [sys.modules[__name__]]}
+
+
+def is_cached(config: GatePathConfig) -> bool:
+    args = _cache_args(config)
+    return cache.RunCache().has(cache.run_key("gatepath", asdict(config), args["inputs"], args["code"]))
+
+
+def _path_job(config: GatePathConfig, corpus, on_step: Callable[[], None] | None) -> GatePath:
+    return gate_path_cached(config, corpus, progress=False, on_step=on_step)
+
+
+def gate_paths(configs: list[GatePathConfig], corpus=None, workers: int = 1) -> list[GatePath]:
+    """``gate_path_cached`` for every config, in order, ``workers`` at a time (``pool.run_jobs``):
+    the trained runs they start from first (each once; those not in the run cache are trained,
+    then left there), each path once its run is done; one progress bar over them all."""
     corpus = corpus if corpus is not None else ewt5.load()
-    return [gate_path_cached(c, corpus, progress=False) for c in tqdm(configs, desc="gate paths")]
+    bases = list(dict.fromkeys(c.base for c in configs))
+    if any(b.device != "cpu" for b in bases):
+        workers = 1  # a GPU runs one computation at a time (``train.train_many``)
+    jobs = [train_job(b, len(corpus["train"]), keep=False) for b in bases]
+    jobs += [pool.Job(_path_job, is_cached, c, c.steps * len(c.lambdas), after=(bases.index(c.base),))
+             for c in configs]
+    return pool.run_jobs(jobs, corpus, workers, desc="trained runs and gate paths")[len(bases):]
 
 
 def masked_scores(config: TrainConfig, masks: list[np.ndarray], corpus=None, sentences: int | None = None,

@@ -15,26 +15,17 @@ The steps run through the book's one training loop, ``optim.optimise``.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import pickle
-import queue as queue_module
 import random
-import signal
 import sys
-import threading
 import time
 from collections import deque
-from contextlib import contextmanager
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Callable, Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from mtlheads import cache, devices, encoder as encoder_module, optim
+from mtlheads import cache, devices, encoder as encoder_module, optim, pool
 from mtlheads.checks import Knob, check_fields
 from mtlheads.data import ewt5
 from mtlheads.encoder import Encoder, WordBatch, load_encoder
@@ -357,114 +348,30 @@ def is_cached(config: TrainConfig, cache_store: cache.RunCache | None = None) ->
     return (cache_store or cache.RunCache()).has(key)
 
 
-_WORKER: dict = {}
+def _train_job(config: TrainConfig, corpus, on_step: Callable[[], None] | None) -> RunResult:
+    return train_cached(config, corpus, progress=False, on_step=on_step)
 
 
-def _watch_parent(parent: int) -> None:
-    """End this worker process soon after its parent dies (killed, say), so none is left running."""
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
-
-
-def _init_worker(parent: int, reports, initializer, initargs) -> None:
-    _watch_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it ends the workers
-    _WORKER["reports"] = reports
-    if initializer is not None:
-        initializer(*initargs)
-
-
-@contextmanager
-def worker_pool(workers: int, initializer: Callable | None = None, initargs: tuple = ()):
-    """A pool of ``workers`` spawned processes and a queue they can report on (``_WORKER["reports"]``).
-
-    The workers end with the parent: if it is interrupted (SIGINT) or fails, they are terminated
-    at once instead of finishing their tasks; if it is killed, each ends within a second."""
-    context = multiprocessing.get_context("spawn")  # fork is unsafe once torch's threads are running
-    reports = context.Queue()
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                               initargs=(os.getpid(), reports, initializer, initargs))
-    try:
-        yield pool, reports
-    except BaseException:
-        processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way before 3.14
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.join(timeout=10)
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _start_worker(corpus, threads: int) -> None:
-    from transformers.utils import logging as transformers_logging
-
-    torch.set_num_threads(threads)
-    transformers_logging.disable_progress_bar()  # the parent's bar speaks for the workers
-    _WORKER.update(corpus=corpus)
-
-
-def _train_in_worker(config: TrainConfig) -> bytes | None:
-    """Train into the run cache; the parent reads the result from there (no weights through a
-    pipe), unless the cache could not store it (a full disk): then the result, pickled here to
-    bytes (torch's own pickling would pass tensors through shared-memory files)."""
-    reports = _WORKER["reports"]
-    result = train_cached(config, _WORKER["corpus"], progress=False, on_step=lambda: reports.put(1))
-    return None if is_cached(config) else pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+def train_job(config: TrainConfig, n_train: int, after: tuple[int, ...] = (), keep: bool = True) -> pool.Job:
+    """The ``pool.Job`` of ``train_cached(config)`` on ``n_train`` available sentences."""
+    steps = planned_steps(config, min(config.train_sentences or n_train, n_train))[1]
+    return pool.Job(_train_job, is_cached, config, steps, after, keep)
 
 
 def train_many(configs: list[TrainConfig], corpus=None, workers: int = 1) -> list[RunResult]:
-    """``train_cached`` for every config, in order. With ``workers`` > 1 the runs that are not
-    cached train that many at a time in worker processes, each with an equal share of torch's
-    threads: at small batches one run uses two cores only partly, so two one-thread runs side by
-    side can finish sooner than one two-thread run after the other (``bench/bench_workers.py``
-    compares the two ways; the worker start-up is paid once per call). Thread
-    counts sum some gradients (position embeddings, for one) in different orders, so weights can
-    differ slightly from a one-worker run's (Adam's step turns a rounding difference in a tiny
-    gradient into one of up to the learning rate); at the workers' thread count a one-worker run
-    gives the same weights to the bit. One progress bar counts the steps of all the runs; the
-    longest start first. Interrupting it (Ctrl-C, SIGINT) ends the workers at once; killing it
-    ends them within a second (``worker_pool``). Runs on a GPU train one after another."""
+    """``train_cached`` for every config, in order; the runs not cached train ``workers`` at a
+    time in worker processes, the longest first, with one progress bar over their steps
+    (``pool.run_jobs``). At the workers' thread count a one-worker run gives the same weights to
+    the bit; at another, Adam's step can turn a rounding difference in a tiny gradient into one of
+    up to the learning rate. Runs on a GPU train one after another: its kernels, not the host's
+    cores, are the limit."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers!r}")
     corpus = corpus if corpus is not None else ewt5.load()
-    todo = [i for i, c in enumerate(configs) if not is_cached(c)]
-    if workers == 1 or len(todo) < 2 or any(configs[i].device != "cpu" for i in todo):
-        # a GPU runs one training at a time: its kernels, not the host's cores, are the limit
-        return [train_cached(c, corpus) for c in configs]
-    available = len(corpus["train"])
-    steps = {i: planned_steps(configs[i], min(configs[i].train_sentences or available, available))[1] for i in todo}
-    todo.sort(key=lambda i: -steps[i])
-    threads = max(1, torch.get_num_threads() // workers)
-    bar = tqdm(total=sum(steps.values()), desc=f"{len(todo)} runs, {min(workers, len(todo))} at a time")
-    uncached: dict[int, bytes | None] = {}  # results a full disk kept out of the cache
-    try:
-        with worker_pool(min(workers, len(todo)), _start_worker, (corpus, threads)) as (pool, reports):
-            running = {pool.submit(_train_in_worker, configs[i]): i for i in todo}
-            while running:
-                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
-                bar.update(_drain(reports))
-                for future in done:
-                    i = running.pop(future)
-                    uncached[i] = future.result()  # a worker's error is raised here
-                    bar.set_postfix(finished=configs[i].label)
-    finally:
-        bar.close()
-    return [pickle.loads(uncached[i]) if uncached.get(i) else train_cached(c, corpus) for i, c in enumerate(configs)]
-
-
-def _drain(reports) -> int:
-    n = 0
-    while True:
-        try:
-            n += reports.get_nowait()
-        except queue_module.Empty:
-            return n
+    if any(c.device != "cpu" for c in configs):
+        workers = 1
+    jobs = [train_job(c, len(corpus["train"])) for c in configs]
+    return pool.run_jobs(jobs, corpus, workers, desc="runs")
 
 
 def load_model(result: RunResult, corpus=None, device: str | None = None,

@@ -16,42 +16,45 @@ def eisner(scores: np.ndarray) -> list[int]:
     """Best projective tree with a single child of the root.
 
     ``scores[h, d]`` scores head ``h`` for dependent ``d`` over nodes 0..n (0 is ROOT).
-    Returns ``heads`` for nodes 1..n (a list of n ints in 0..n).
+    Returns ``heads`` for nodes 1..n (a list of n ints in 0..n). The spans of one width are
+    filled at once (every start ``s``, every split ``r`` as a matrix); ties go to the first split.
     """
     n = scores.shape[0] - 1
     neg = -np.inf
-    # complete[s, t, d] / incomplete[s, t, d]: d = 0 head at t (left arcs), d = 1 head at s (right arcs)
-    complete = np.full((n + 1, n + 1, 2), neg)
-    incomplete = np.full((n + 1, n + 1, 2), neg)
-    complete_back = np.zeros((n + 1, n + 1, 2), dtype=np.int64)
-    incomplete_back = np.zeros((n + 1, n + 1, 2), dtype=np.int64)
-    for i in range(n + 1):
-        complete[i, i] = 0.0
+    # complete[d][s, t] / incomplete[d][s, t]: d = 0 head at t (left arcs), d = 1 head at s (right arcs)
+    complete = [np.full((n + 1, n + 1), neg), np.full((n + 1, n + 1), neg)]
+    incomplete = [np.full((n + 1, n + 1), neg), np.full((n + 1, n + 1), neg)]
+    complete_back = np.zeros((2, n + 1, n + 1), dtype=np.int64)
+    incomplete_back = np.zeros((2, n + 1, n + 1), dtype=np.int64)
+    diagonal = np.arange(n + 1)
+    complete[0][diagonal, diagonal] = complete[1][diagonal, diagonal] = 0.0
     for width in range(1, n + 1):
-        for s in range(0, n + 1 - width):
-            t = s + width
-            joined = complete[s, s:t, 1] + complete[s + 1:t + 1, t, 0]  # split r = s..t-1
-            r = int(np.argmax(joined))
-            if s > 0:  # ROOT is never a dependent
-                incomplete[s, t, 0] = joined[r] + scores[t, s]
-                incomplete_back[s, t, 0] = s + r
-            incomplete[s, t, 1] = joined[r] + scores[s, t]
-            incomplete_back[s, t, 1] = s + r
-            left = complete[s, s:t, 0] + incomplete[s:t, t, 0]  # r = s..t-1
-            r = int(np.argmax(left))
-            complete[s, t, 0], complete_back[s, t, 0] = left[r], s + r
-            right = incomplete[s, s + 1:t + 1, 1] + complete[s + 1:t + 1, t, 1]  # r = s+1..t
-            r = int(np.argmax(right))
-            complete[s, t, 1], complete_back[s, t, 1] = right[r], s + 1 + r
-            if s == 0 and t < n:
-                complete[0, t, 1] = neg  # a single root: ROOT's right span must cover all words
+        s = np.arange(n + 1 - width)
+        t = s + width
+        split = s[:, None] + np.arange(width)[None, :]  # r = s..t-1 for each span
+        joined = complete[1][s[:, None], split] + complete[0][split + 1, t[:, None]]
+        r = joined.argmax(1)
+        best = joined[s, r]
+        inner = s[1:]  # ROOT is never a dependent
+        incomplete[0][inner, t[1:]] = best[1:] + scores[t[1:], inner]
+        incomplete_back[0, inner, t[1:]] = s[1:] + r[1:]
+        incomplete[1][s, t] = best + scores[s, t]
+        incomplete_back[1, s, t] = s + r
+        left = complete[0][s[:, None], split] + incomplete[0][split, t[:, None]]
+        r = left.argmax(1)
+        complete[0][s, t], complete_back[0, s, t] = left[s, r], s + r
+        right = incomplete[1][s[:, None], split + 1] + complete[1][split + 1, t[:, None]]  # r = s+1..t
+        r = right.argmax(1)
+        complete[1][s, t], complete_back[1, s, t] = right[s, r], s + 1 + r
+        if width < n:
+            complete[1][0, width] = neg  # a single root: ROOT's right span must cover all words
     heads = [0] * (n + 1)
 
     def fill(s: int, t: int, d: int, is_complete: bool) -> None:
         if s == t:
             return
         if is_complete:
-            r = int(complete_back[s, t, d])
+            r = int(complete_back[d, s, t])
             if d == 0:
                 fill(s, r, 0, True)
                 fill(r, t, 0, False)
@@ -59,7 +62,7 @@ def eisner(scores: np.ndarray) -> list[int]:
                 fill(s, r, 1, False)
                 fill(r, t, 1, True)
         else:
-            r = int(incomplete_back[s, t, d])
+            r = int(incomplete_back[d, s, t])
             if d == 0:
                 heads[s] = t
             else:
