@@ -11,7 +11,7 @@ from mtlheads.data import ewt5
 from mtlheads.encoder import tiny_encoder
 from mtlheads.tasks import TASK_CLASSES, build_task, check_tasks
 from mtlheads.tasks.con import cky, inside
-from mtlheads.tasks.dep import eisner, is_tree
+from mtlheads.tasks.dep import eisner, eisner_charts, eisner_heads, is_tree
 from mtlheads.tasks.srl import SRL, FactoredSpanLayer, candidate_spans
 
 
@@ -149,9 +149,9 @@ def test_eisner_finds_the_best_single_root_projective_tree(seed):
     assert eisner(scores) == best
 
 
-def loop_eisner(scores):
-    """Eisner's algorithm one span at a time (the book's first version): the reference the
-    width-at-once ``eisner`` must match to the last head, ties included."""
+def loop_eisner_charts(scores):
+    """Eisner's back-pointers computed one span at a time (the book's first version), laid out
+    as ``eisner_charts``'s: the reference the width-at-once charts must equal, ties included."""
     n = scores.shape[0] - 1
     complete = np.full((n + 1, n + 1, 2), -np.inf)
     incomplete = np.full((n + 1, n + 1, 2), -np.inf)
@@ -175,30 +175,11 @@ def loop_eisner(scores):
             complete[s, t, 1], complete_back[s, t, 1] = right[r], s + 1 + r
             if s == 0 and t < n:
                 complete[0, t, 1] = -np.inf
-    heads = [0] * (n + 1)
+    return np.moveaxis(complete_back, 2, 0), np.moveaxis(incomplete_back, 2, 0)
 
-    def fill(s, t, d, is_complete):
-        if s == t:
-            return
-        if is_complete:
-            r = int(complete_back[s, t, d])
-            if d == 0:
-                fill(s, r, 0, True)
-                fill(r, t, 0, False)
-            else:
-                fill(s, r, 1, False)
-                fill(r, t, 1, True)
-        else:
-            r = int(incomplete_back[s, t, d])
-            if d == 0:
-                heads[s] = t
-            else:
-                heads[t] = s
-            fill(s, r, 1, True)
-            fill(r + 1, t, 0, True)
 
-    fill(0, n, 1, True)
-    return heads[1:]
+def loop_eisner(scores):
+    return eisner_heads(*loop_eisner_charts(scores))
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 20, 41])
@@ -210,8 +191,9 @@ def test_eisner_equals_the_span_by_span_algorithm_ties_included(n):
         else:  # as the decoder builds them: log-probabilities, ROOT's column -1e9
             scores = np.full((n + 1, n + 1), -1e9)
             scores[:, 1:] = np.log(rng.dirichlet(np.ones(n + 1), size=n)).T
+        charts, reference = eisner_charts(scores), loop_eisner_charts(scores)
+        assert all(np.array_equal(a, b) for a, b in zip(charts, reference))
         heads = eisner(scores)
-        assert heads == loop_eisner(scores)
         assert is_tree(heads) and heads.count(0) == 1
 
 

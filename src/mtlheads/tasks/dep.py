@@ -16,12 +16,18 @@ def eisner(scores: np.ndarray) -> list[int]:
     """Best projective tree with a single child of the root.
 
     ``scores[h, d]`` scores head ``h`` for dependent ``d`` over nodes 0..n (0 is ROOT).
-    Returns ``heads`` for nodes 1..n (a list of n ints in 0..n). The spans of one width are
-    filled at once (every start ``s``, every split ``r`` as a matrix); ties go to the first split.
+    Returns ``heads`` for nodes 1..n (a list of n ints in 0..n).
     """
+    return eisner_heads(*eisner_charts(scores))
+
+
+def eisner_charts(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eisner's back-pointers (complete, incomplete), each (2, n + 1, n + 1): ``[d, s, t]`` is the
+    best split of span s..t with its head at t (``d`` 0, left arcs) or at s (``d`` 1, right arcs).
+    The spans of one width are filled at once (every start ``s``, every split as a matrix);
+    ties go to the first split."""
     n = scores.shape[0] - 1
     neg = -np.inf
-    # complete[d][s, t] / incomplete[d][s, t]: d = 0 head at t (left arcs), d = 1 head at s (right arcs)
     complete = [np.full((n + 1, n + 1), neg), np.full((n + 1, n + 1), neg)]
     incomplete = [np.full((n + 1, n + 1), neg), np.full((n + 1, n + 1), neg)]
     complete_back = np.zeros((2, n + 1, n + 1), dtype=np.int64)
@@ -48,6 +54,12 @@ def eisner(scores: np.ndarray) -> list[int]:
         complete[1][s, t], complete_back[1, s, t] = right[s, r], s + 1 + r
         if width < n:
             complete[1][0, width] = neg  # a single root: ROOT's right span must cover all words
+    return complete_back, incomplete_back
+
+
+def eisner_heads(complete_back: np.ndarray, incomplete_back: np.ndarray) -> list[int]:
+    """The heads of nodes 1..n that Eisner's back-pointers (``eisner_charts``) lead to from ROOT's span."""
+    n = complete_back.shape[1] - 1
     heads = [0] * (n + 1)
 
     def fill(s: int, t: int, d: int, is_complete: bool) -> None:
