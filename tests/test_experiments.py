@@ -61,7 +61,9 @@ def curve_run(tasks, seed, dev_by_step, steps=None, test=None, **config):
 def test_convergence_measures_the_dev_gain_over_the_last_quarter():
     still_rising = curve_run(("pos",), 1, {25: 60.0, 50: 70.0, 75: 75.0, 100: 76.0})
     assert experiments.convergence(still_rising) == {"from step": 75, "dev then": 75.0, "best dev after": 76.0,
-                                                       "gain": 1.0, "converged": False}
+                                                       "gain": 1.0, "largest change": 1.0, "converged": False}
+    falling = curve_run(("pos",), 1, {25: 60.0, 50: 70.0, 75: 75.0, 100: 60.0})  # dev drops: not settled either
+    assert experiments.convergence(falling)["largest change"] == -15.0 and not experiments.convergence(falling)["converged"]
     flat = curve_run(("pos",), 1, {25: 60.0, 50: 70.0, 75: 75.0, 100: 75.4})
     assert experiments.convergence(flat)["converged"] and experiments.convergence(flat)["gain"] == pytest.approx(0.4)
     # the evaluation at or before 3/4 starts the quarter: here the one at 2/3 of 90 steps

@@ -35,6 +35,7 @@ RANGES = {
         "ch2_workers": (2, 2),
         "ch2_max_sd": (0.0, 100.0),
         "ch2_mean_sd": (0.0, 100.0),
+        "ch2_stl_drop_max": (-100.0, 100.0),
         **{f"ch2_{task}_stl": (0.0, 100.0) for task in TASKS},
         **{f"ch2_{k}_diff": (-100.0, 100.0) for k in ("joint", "sampled")},
         **{f"ch2_{k}_below": (0, len(TASKS)) for k in ("joint", "sampled")},
@@ -89,6 +90,15 @@ RANGES = {
         "ch4_stl_gain_tasks": (0, len(TASKS)),
         "ch4_fit_minus_same": (-100.0, 100.0),
         "ch4_seeds": (1, 1),  # smoke: seeds [1], as default
+        "ch4_pre_above_free_tasks": (0, len(TASKS)),
+        "ch4_stl_above_free_tasks": (0, len(TASKS)),
+        **{f"ch4_free_{t}": (0.0, 100.0) for t in TASKS},
+        **{f"ch4_pre_margin_{t}": (-100.0, 100.0) for t in TASKS},
+        "ch4_dep_positional": (1.0, 100.0),  # a neighbour head finds some arcs in any real text
+        "ch4_pos_majority": (5.0, 40.0),  # NN's share of PTB tags is about an eighth
+        "ch4_pos_random_init": (0.0, 100.0),
+        "ch4_inflation_mean": (-5.0, 50.0),  # about 0 or above: the in-sample maximum is biased up
+        "ch4_inflation_max": (0.0, 100.0),
     },
     "05_label_analysis": {
         "ch5_labels": (5, 200),
@@ -152,6 +162,7 @@ WORDS = {**{f"ch2_{k}_verdict": set(verdicts.WORDS) for k in ("joint", "sampled"
          "ch3_best_is_middle": {"one of them", "not one of them"},
          "ch3_consistency": {"not measured (it needs three seeds)"},  # smoke: two seeds
          "ch4_stl_verdict": {"holds", "does not hold"},
+         "ch4_dep_positional_head": {"previous word", "next word", "itself", "[CLS]"},
          **{f"ch5_{v}_verdict": {"holds", "does not hold"} for v in ("stl", "mtl", "pos")},
          "ch5_largest_drop_task": {"POS", "NER", "DEP", "CON", "SRL"},
          **{f"ch7_{v}_verdict": {"holds", "is not shown", "is reversed"} for v in ("focus", "recall")},

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -153,3 +154,95 @@ def test_label_deltas_take_each_task_from_its_own_stl_model_and_pairs_containing
     assert row[f"{MTL} - STL"] == -10.0
     assert row[f"{PRETRAINED} - STL"] == -22.0
     assert row["MTL +NER - STL"] == -6.0
+
+
+def noisy_probe(p_by_head: list[float], items: int = 400, seed: int = 0) -> probes.LabelProbe:
+    """An attention probe of one label over ``items`` items in as many sentences, where head h
+    finds each item with probability ``p_by_head[h]`` (1 layer)."""
+    rng = np.random.default_rng(seed)
+    found = rng.random((items, 1, len(p_by_head))) < np.array(p_by_head)[None, None, :]
+    sentence_items = probes.Items(np.arange(items), np.zeros((items, 2), dtype=np.int64), ["nsubj"] * items)
+    return probes.attention_probe("dep", sentence_items, found)
+
+
+def test_the_held_out_head_choice_removes_the_in_sample_maximums_bias():
+    """60 heads that each find half the items by chance: the best of them, chosen and scored on
+    the same items, is well above 50; chosen on one half and scored on the other, it is not.
+    With one head that really finds 90%, both choose it, and held-out equals in-sample nearly."""
+    chance = pd.concat([noisy_probe([0.5] * 60, seed=seed).held_out_best_heads() for seed in range(60)]).mean(
+        numeric_only=True)  # over 60 draws: the held-out mean's standard error is about 0.35 points
+    assert chance["in-sample"] > 54 and abs(chance["held-out"] - 50) < 1.5 and chance["inflation"] > 4
+    real = noisy_probe([0.5] * 59 + [0.9]).held_out_best_heads().iloc[0]
+    assert real["held-out"] > 85 and abs(real["inflation"]) < 3
+
+
+def test_halves_add_up_to_the_whole_probe_and_a_label_in_one_half_has_no_held_out_score(tiny):
+    sentences = list(ewt5.load()["test"].select(range(12)))
+    results = probes.probe_all(probes.read_heads(tiny, sentences, progress=False))
+    for probe in results.values():
+        assert np.array_equal(probe.half_counts.sum(0), probe.counts)
+        assert np.allclose(probe.half_correct.sum(0), probe.correct)
+    one_sided = probes.Items(np.array([0, 2, 4]), np.zeros((3, 2), dtype=np.int64), ["a", "a", "b"])
+    table = probes.attention_probe("dep", one_sided, np.ones((3, 1, 2), bool)).held_out_best_heads()
+    assert table["held-out"].isna().all()  # every item in the even half: nothing to score on
+    with pytest.raises(ValueError, match="kept no halves"):
+        probes.LabelProbe("dep", "attention", ["a"], np.array([1]), np.ones((1, 1, 1))).held_out_best_heads()
+
+
+def test_positional_heads_find_arcs_to_neighbours_and_to_root_and_nothing_by_attending_to_themselves():
+    probe = probes.positional_probe("dep", [SENTENCE])
+    found = dict(zip(probes.POSITIONAL, probe.correct.sum(0)[0]))
+    # arcs: The->giraffe, unbelievably->tall (next), tall->giraffe (next), giraffe->ate (next),
+    # ate->ROOT, .->ate (previous)
+    assert found == {"previous word": 4, "next word": 4, "itself": 0, "[CLS]": 1}
+    srl = probes.positional_probe("srl", [SENTENCE])  # "ate" attends to "giraffe", the span's last word
+    assert dict(zip(probes.POSITIONAL, srl.correct.sum(0)[0])) == {"previous word": 1, "next word": 1,
+                                                                   "itself": 0, "[CLS]": 0}
+    with pytest.raises(ValueError, match=r"positional baselines are for the attention probes \('dep', 'srl'\), got 'pos'"):
+        probes.positional_probe("pos", [SENTENCE])
+
+
+def test_the_majority_baseline_is_the_most_frequent_labels_share():
+    probe = probes.LabelProbe("pos", "same", ["NN", "DT"], np.array([3, 1]), np.zeros((2, 1, 1)))
+    assert probes.majority_accuracy(probe) == 75.0
+
+
+def test_the_random_init_encoder_has_the_named_shape_fresh_seeded_weights_and_leaves_the_generator():
+    from mtlheads import experiments
+    from mtlheads.encoder import load_encoder
+
+    trained = load_encoder("minilm")
+    torch.manual_seed(7)
+    expected_next = torch.rand(3)
+    torch.manual_seed(7)
+    first = experiments.random_init_encoder("minilm", seed=0)
+    assert torch.equal(torch.rand(3), expected_next)  # torch's generator as it was
+    again, other = experiments.random_init_encoder("minilm", seed=0), experiments.random_init_encoder("minilm", seed=1)
+    assert (first.num_layers, first.num_heads, first.head_dim) == (trained.num_layers, trained.num_heads, trained.head_dim)
+    weights = {k: v for k, v in first.model.state_dict().items() if k.endswith("query.weight")}
+    assert all(torch.equal(v, again.model.state_dict()[k]) for k, v in weights.items())
+    assert not any(torch.equal(v, other.model.state_dict()[k]) for k, v in weights.items())
+    assert not any(torch.allclose(v, trained.model.state_dict()[k]) for k, v in weights.items())
+
+
+def test_the_baseline_and_held_out_tables_set_each_setting_beside_what_comes_free(tiny):
+    from mtlheads import experiments
+    from mtlheads.registry import RunKey
+
+    corpus = ewt5.load()
+    knobs = {"probe_test_sentences": 24}
+    test = list(corpus["test"].select(range(24)))
+    probed_once = probes.probe_all(probes.read_heads(tiny, test, progress=False))
+    probed = {RunKey.pretrained(): probed_once, **{RunKey.stl(t, 1): probed_once for t in probes.PROBED_TASKS},
+              experiments.probed_mtl(1): probed_once}
+    table = experiments.baseline_table(probed, probed_once, corpus, knobs)
+    assert list(table.index) == list(probes.PROBED_TASKS)
+    # the same readings in every role: each setting equals the random-init column, and no one beats the best free
+    for role in ("pretrained", "STL", experiments.PROBED_MTL):
+        assert np.allclose(table[role], table[experiments.RANDOM_INIT]) and (table[f"{role} - best free"] <= 1e-9).all()
+    dep = probes.positional_probe("dep", test)
+    assert table.loc["dep", "positional"] == pytest.approx(dep.head_accuracy().max())
+    assert table.loc["pos", "majority label"] == pytest.approx(probes.majority_accuracy(probed_once[("pos", "same")]))
+    held = experiments.held_out_table(probed, min_count=1)
+    assert set(held.index.get_level_values(0)) == set(probes.PROBED_TASKS)
+    assert np.allclose(held["inflation"], held["in-sample"] - held["held-out"], equal_nan=True)

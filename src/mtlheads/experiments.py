@@ -8,12 +8,13 @@ from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
+import torch
 
 from tqdm.auto import tqdm
 
 from mtlheads import cache, devices, probes, profiles, pruning, verdicts
 from mtlheads.data import ewt5
-from mtlheads.encoder import fingerprint, load_encoder
+from mtlheads.encoder import Encoder, fingerprint, load_encoder
 from mtlheads.pruning import GatePath, GatePathConfig
 from mtlheads.registry import MTL, MTL_JOINT, MTL_STL_UPDATES, PRETRAINED, RunKey
 from mtlheads.tasks import CONTROL_TASKS, TASK_CLASSES, TASKS, build_task
@@ -155,19 +156,23 @@ def run_dev(point: dict, tasks) -> float:
 
 
 def convergence(result: RunResult, gain: float = CONVERGENCE_GAIN, share: float = CONVERGENCE_SHARE) -> dict:
-    """The book's convergence criterion: a run has converged when its best dev score after the
-    last evaluation at or before ``1 - share`` of its steps (rounded to a step, as the trainer
-    places its evaluations) exceeds that evaluation's by less than ``gain`` points. Not
-    measurable (``converged`` False, ``gain`` NaN) without an evaluation on each side of it."""
+    """The book's convergence criterion: a run has converged when every dev evaluation after the
+    last one at or before ``1 - share`` of its steps (rounded to a step, as the trainer places its
+    evaluations) is within ``gain`` points of that evaluation's score: it neither still rises nor
+    falls (a run whose dev score drops has not settled either). ``gain``: the largest rise;
+    ``largest change``: the largest move either way. Not measurable (``converged`` False, NaN)
+    without an evaluation on each side of that point."""
     tasks, cut = result.config.tasks, max(1, round((1 - share) * result.steps))
     before = [p for p in result.dev_curve if p["step"] <= cut]
     after = [p for p in result.dev_curve if p["step"] > cut]
     if not before or not after:
         return {"from step": float("nan"), "dev then": float("nan"), "best dev after": float("nan"),
-                "gain": float("nan"), "converged": False}
-    start, best = run_dev(before[-1], tasks), max(run_dev(p, tasks) for p in after)
-    return {"from step": before[-1]["step"], "dev then": start, "best dev after": best, "gain": best - start,
-            "converged": bool(best - start < gain)}
+                "gain": float("nan"), "largest change": float("nan"), "converged": False}
+    start = run_dev(before[-1], tasks)
+    moves = [run_dev(p, tasks) - start for p in after]
+    return {"from step": before[-1]["step"], "dev then": start, "best dev after": start + max(moves),
+            "gain": max(moves), "largest change": max(moves, key=abs),
+            "converged": bool(max(abs(m) for m in moves) < gain)}
 
 
 def convergence_table(results: list[RunResult]) -> pd.DataFrame:
@@ -579,24 +584,104 @@ def probe_cached(config: TrainConfig | None, knobs: dict, corpus=None, progress:
     """Every probe of one encoder (``None``: the pretrained one) on the test sentences, with
     centroids also fit on the first ``probe_fit_sentences`` training sentences; cached."""
     corpus = corpus if corpus is not None else ewt5.load()
-    what = {"model": asdict(config) if config is not None else {PRETRAINED: knobs["encoder"], "device": knobs["device"]},
-            "test_sentences": knobs["probe_test_sentences"], "fit_sentences": knobs["probe_fit_sentences"]}
+    model = asdict(config) if config is not None else {PRETRAINED: knobs["encoder"], "device": knobs["device"]}
+
+    def encoder():
+        if config is None:
+            return load_encoder(knobs["encoder"]).to(devices.resolve(knobs["device"]))
+        return load_model(train_cached(config, corpus, progress), corpus).encoder
+
+    name = RunKey.of(config).label if config is not None else PRETRAINED
+    return _probe_encoder(model, encoder, name, knobs, corpus, progress)
+
+
+RANDOM_INIT = "random init"  # chapter 4's baseline encoder: the encoder's shape, untrained weights
+
+
+def random_init_encoder(name: str, seed: int = 0) -> Encoder:
+    """The named encoder's architecture and tokenizer with fresh weights (its configuration's own
+    initialisation, seeded; torch's global generator left as it was): what a head of that shape
+    gives before any training."""
+    trained = load_encoder(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = type(trained.model)(trained.model.config, add_pooling_layer=False)
+    return Encoder(model.eval(), trained.tokenizer)
+
+
+def probe_random_init(knobs: dict, corpus=None, progress: bool = True, seed: int = 0) -> dict:
+    """``probe_cached``'s probes of ``random_init_encoder`` (cached)."""
+    corpus = corpus if corpus is not None else ewt5.load()
+    model = {RANDOM_INIT: knobs["encoder"], "seed": seed, "device": knobs["device"]}
+    return _probe_encoder(model, lambda: random_init_encoder(knobs["encoder"], seed).to(devices.resolve(knobs["device"])),
+                          RANDOM_INIT, knobs, corpus, progress)
+
+
+def _probe_encoder(model: dict, encoder, name: str, knobs: dict, corpus, progress: bool) -> dict:
+    """Every probe of the encoder ``encoder()`` builds, cached under ``model`` (what names it)."""
+    what = {"model": model, "test_sentences": knobs["probe_test_sentences"], "fit_sentences": knobs["probe_fit_sentences"]}
 
     def compute():
-        if config is None:
-            encoder = load_encoder(knobs["encoder"]).to(devices.resolve(knobs["device"]))
-        else:
-            encoder = load_model(train_cached(config, corpus, progress), corpus).encoder
-        name = RunKey.of(config).label if config is not None else PRETRAINED
-        test = probes.read_heads(encoder, corpus_split(corpus, "test", knobs["probe_test_sentences"]),
+        read = encoder()
+        test = probes.read_heads(read, corpus_split(corpus, "test", knobs["probe_test_sentences"]),
                                  progress=progress, desc=f"probing {name} (test)")
-        fit = probes.read_heads(encoder, corpus_split(corpus, "train", knobs["probe_fit_sentences"]),
+        fit = probes.read_heads(read, corpus_split(corpus, "train", knobs["probe_fit_sentences"]),
                                 tasks=probes.CENTROID_TASKS, progress=progress, desc=f"probing {name} (fit)")
         return probes.probe_all(test, fit)
 
     return cache.cached("probe", what, compute, inputs={"ewt5": ewt5.data_version(),
                                                         "encoder": fingerprint(knobs["encoder"])},
                         code=[sys.modules[__name__]])
+
+
+def baseline_table(probed: dict[RunKey, dict], random_init: dict, corpus, knobs: dict) -> pd.DataFrame:
+    """Per task, the best head's accuracy over all items (the task's main probe) of the
+    pretrained encoder, the task's STL model and MTL-5 (means over the probed seeds), beside what
+    comes free: the random-init encoder's best head, the best positional head (attention probes:
+    ``probes.positional_probe``) and the majority label (value probes)."""
+    test = corpus_split(corpus, "test", knobs["probe_test_sentences"])
+    rows = []
+    for t in TASKS:
+        variant = probes.main_variant(t)
+        best = {}
+        for key, results in probed.items():
+            role = key.role(t)
+            if role in (PRETRAINED, "STL", PROBED_MTL):
+                best.setdefault(role, []).append(float(results[(t, variant)].head_accuracy().max()))
+        row = {"task": t, **{role: float(np.mean(v)) for role, v in best.items()},
+               RANDOM_INIT: float(random_init[(t, variant)].head_accuracy().max())}
+        if t in probes.ATTENTION_TASKS:
+            positional = probes.positional_probe(t, test)
+            row["positional"] = float(positional.head_accuracy().max())
+            row["positional head"] = probes.POSITIONAL[int(np.argmax(positional.head_accuracy()))]
+        else:
+            row["majority label"] = probes.majority_accuracy(random_init[(t, variant)])
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("task")
+    free = table[[c for c in (RANDOM_INIT, "positional", "majority label") if c in table]].max(axis=1)
+    table["best free"] = free
+    for role in (PRETRAINED, "STL", PROBED_MTL):
+        if role in table:
+            table[f"{role} - best free"] = table[role] - free
+    return table
+
+
+def held_out_table(probed: dict[RunKey, dict], min_count: int = 1) -> pd.DataFrame:
+    """Per task and setting (pretrained, STL, MTL-5; means over seeds and labels with at least
+    ``min_count`` items in both halves): the best head's accuracy in-sample (chosen and scored on the same
+    items, the paper's) and held out (chosen on one half of the sentences, scored on the other,
+    both ways; ``LabelProbe.held_out_best_heads``), and the inflation."""
+    frames = []
+    for key, results in probed.items():
+        for t in TASKS:
+            role = key.role(t)
+            if role not in (PRETRAINED, "STL", PROBED_MTL):
+                continue
+            frames.append(results[(t, probes.main_variant(t))].held_out_best_heads(min_count).assign(
+                setting=role, seed=key.seed))
+    long = pd.concat(frames, ignore_index=True).dropna(subset=["held-out"])  # labels in both halves only
+    out = long.groupby(["task", "setting"])[["in-sample", "held-out", "inflation"]].mean()
+    return out.reindex(pd.MultiIndex.from_product([TASKS, [PRETRAINED, "STL", PROBED_MTL]])).dropna(how="all")
 
 
 def probe_all_models(knobs: dict, corpus=None) -> dict[RunKey, dict]:

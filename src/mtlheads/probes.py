@@ -167,6 +167,9 @@ class LabelProbe:
     labels: list[str]
     counts: np.ndarray  # (labels,) items per label
     correct: np.ndarray  # (labels, layers, heads)
+    # the same in each half of the scored sentences (even and odd positions in their list):
+    half_counts: np.ndarray | None = None  # (2, labels)
+    half_correct: np.ndarray | None = None  # (2, labels, layers, heads)
 
     def accuracy(self) -> np.ndarray:
         """(labels, layers, heads) accuracy in percent."""
@@ -188,6 +191,28 @@ class LabelProbe:
                          "head": int(head), "accuracy": float(acc[i, layer, head])})
         return pd.DataFrame(rows, columns=["task", "label", "count", "layer", "head", "accuracy"])
 
+    def held_out_best_heads(self, min_count: int = 1) -> pd.DataFrame:
+        """Per label with at least ``min_count`` items: the in-sample best head's accuracy (the
+        paper's number: chosen and scored on the same items) beside the held-out one: the head
+        chosen on one half of the sentences, scored on the other, and the reverse, averaged
+        (NaN where a half has no item of the label); ``inflation`` is their difference."""
+        if self.half_correct is None:
+            raise ValueError(f"the {self.task} {self.variant} probe kept no halves: build it with probes.probe_all")
+        acc = self.accuracy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            half_acc = 100 * self.half_correct / self.half_counts[:, :, None, None]
+        rows = []
+        for i, label in enumerate(self.labels):
+            if self.counts[i] < min_count:
+                continue
+            held = [float(half_acc[1 - h, i].ravel()[int(np.argmax(half_acc[h, i]))])
+                    if self.half_counts[h, i] and self.half_counts[1 - h, i] else np.nan for h in (0, 1)]
+            held_out = float(np.mean(held)) if not np.isnan(held).any() else np.nan
+            rows.append({"task": self.task, "label": label, "count": int(self.counts[i]),
+                         "in-sample": float(acc[i].max()), "held-out": held_out,
+                         "inflation": float(acc[i].max()) - held_out})
+        return pd.DataFrame(rows, columns=["task", "label", "count", "in-sample", "held-out", "inflation"])
+
 
 def label_index(labels: list[str]) -> tuple[list[str], np.ndarray]:
     """Labels by descending frequency (ties alphabetical) and each item's label id."""
@@ -197,32 +222,43 @@ def label_index(labels: list[str]) -> tuple[list[str], np.ndarray]:
     return vocab, np.array([ids[label] for label in labels], dtype=np.int64)
 
 
-def attention_probe(task: str, items: Items, found: np.ndarray) -> LabelProbe:
+def _halves(items: Items, y: np.ndarray, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's half of the sentences (0: even sentence index, 1: odd) and the label counts per half."""
+    half = items.sentence % 2
+    return half, np.stack([np.bincount(y[half == h], minlength=num_labels) for h in (0, 1)])
+
+
+def attention_probe(task: str, items: Items, found: np.ndarray, variant: str = "attention") -> LabelProbe:
     labels, y = label_index(items.labels)
-    correct = np.zeros((len(labels),) + found.shape[1:])
-    np.add.at(correct, y, found)
-    return LabelProbe(task, "attention", labels, np.bincount(y, minlength=len(labels)), correct)
+    half, half_counts = _halves(items, y, len(labels))
+    half_correct = np.zeros((2, len(labels)) + found.shape[1:])
+    np.add.at(half_correct, (half, y), found)
+    return LabelProbe(task, variant, labels, np.bincount(y, minlength=len(labels)), half_correct.sum(0),
+                      half_counts, half_correct)
 
 
 def nearest_centroid(fit_x: torch.Tensor, fit_y: torch.Tensor, x: torch.Tensor, y: torch.Tensor, num_labels: int,
-                     chunk: int = 4096) -> np.ndarray:
+                     chunk: int = 4096, groups: torch.Tensor | None = None, num_groups: int = 1) -> np.ndarray:
     """Per label and head, how many of ``x`` are nearest (cosine) to their own label's centroid.
 
     Centroids are label means of ``fit_x`` (items, layers, heads, dim), one per head; a label
-    absent from the fit items has no centroid and is never predicted. Returns (labels, layers, heads).
+    absent from the fit items has no centroid and is never predicted. Returns (labels, layers,
+    heads), or with ``groups`` (each item's group id) (num_groups, labels, layers, heads).
     """
     L, H, D = x.shape[1:]
     sums = torch.zeros(num_labels, L, H, D, dtype=x.dtype).index_add_(0, fit_y, fit_x)
     present = torch.bincount(fit_y, minlength=num_labels) > 0
     centroids = F.normalize(sums, dim=-1).permute(1, 2, 3, 0)  # (layers, heads, dim, labels)
-    correct = torch.zeros(num_labels, L, H)
+    cells = y if groups is None else groups * num_labels + y  # (group, label) as one index
+    correct = torch.zeros(num_groups * num_labels, L, H)
     for start in range(0, len(x), chunk):
         xs, ys = F.normalize(x[start:start + chunk], dim=-1), y[start:start + chunk]
         sims = (xs.permute(1, 2, 0, 3) @ centroids).permute(2, 0, 1, 3)  # (items, layers, heads, labels)
         sims[..., ~present] = -torch.inf
         hit = (sims.argmax(-1) == ys[:, None, None]).float()
-        correct.index_add_(0, ys, hit)
-    return correct.numpy()
+        correct.index_add_(0, cells[start:start + chunk], hit)
+    correct = correct.numpy()
+    return correct if groups is None else correct.reshape(num_groups, num_labels, L, H)
 
 
 def centroid_probe(task: str, test: tuple[Items, torch.Tensor], fit: tuple[Items, torch.Tensor] | None = None) -> LabelProbe:
@@ -233,9 +269,11 @@ def centroid_probe(task: str, test: tuple[Items, torch.Tensor], fit: tuple[Items
     ids = {label: i for i, label in enumerate(labels)}
     known = np.array([label in ids for label in fit_items.labels], dtype=bool)
     fit_y = np.array([ids[label] for label in np.array(fit_items.labels, dtype=object)[known]], dtype=np.int64)
-    correct = nearest_centroid(fit_x[torch.as_tensor(known)], torch.as_tensor(fit_y), test_x, torch.as_tensor(y),
-                               len(labels))
-    return LabelProbe(task, SAME if fit is None else FIT, labels, np.bincount(y, minlength=len(labels)), correct)
+    half, half_counts = _halves(test_items, y, len(labels))
+    half_correct = nearest_centroid(fit_x[torch.as_tensor(known)], torch.as_tensor(fit_y), test_x, torch.as_tensor(y),
+                                    len(labels), groups=torch.as_tensor(half), num_groups=2)
+    return LabelProbe(task, SAME if fit is None else FIT, labels, np.bincount(y, minlength=len(labels)),
+                      half_correct.sum(0), half_counts, half_correct)
 
 
 def probe_all(test: HeadReadings, fit: HeadReadings | None = None) -> dict[tuple[str, str], LabelProbe]:
@@ -251,6 +289,39 @@ def probe_all(test: HeadReadings, fit: HeadReadings | None = None) -> dict[tuple
                 out[(task, FIT)] = centroid_probe(task, (items, test.vectors[task]),
                                                   (fit.items[task], fit.vectors[task]))
     return out
+
+
+POSITIONAL = ("previous word", "next word", "itself", "[CLS]")  # the attention baselines' heads
+
+
+def positional_probe(task: str, sentences: list[dict]) -> LabelProbe:
+    """The attention probe of ``task`` (DEP or SRL) scored for four heads that attend by position
+    alone, each word to the word before it (``[CLS]`` for the first), the word after it (itself
+    for the last), itself, and ``[CLS]`` (``POSITIONAL``, as 1 layer x 4 heads): what a head
+    "finds" for free. Variant ``positional``; the halves as ``probe_all``'s."""
+    if task not in ATTENTION_TASKS:
+        raise ValueError(f"positional baselines are for the attention probes {ATTENTION_TASKS}, got {task!r}")
+    items = Items.collect(sentences, task)
+    width = 2 + max((len(s["tokens"]) for s in sentences), default=0)
+    q = torch.arange(width)
+    most = torch.zeros(len(sentences), width, 1, len(POSITIONAL), dtype=torch.long)  # (sentences, q, 1, 4)
+    for i, s in enumerate(sentences):
+        n = len(s["tokens"])  # words at 1..n, [CLS] at 0
+        most[i, :, 0, 0] = (q - 1).clamp(min=0)
+        most[i, :, 0, 1] = (q + 1).clamp(max=n)
+        most[i, :, 0, 2] = q
+    rows, pos = torch.as_tensor(items.sentence), torch.as_tensor(items.positions)
+    if TASK_CLASSES[task].probe == "arc":
+        found = dep_found(most, rows, pos[:, 0], pos[:, 1])
+    else:
+        found = srl_found(most, rows, pos[:, 0], pos[:, 1], pos[:, 2])
+    return attention_probe(task, items, found.numpy(), variant="positional")
+
+
+def majority_accuracy(probe: LabelProbe) -> float:
+    """The accuracy (percent, over all items) of always answering the probe's most frequent label:
+    the value probes' free baseline."""
+    return float(100 * probe.counts.max() / max(int(probe.counts.sum()), 1))
 
 
 def main_variant(task: str) -> str:
