@@ -91,6 +91,7 @@ RANGES = {
         "ch4_fit_minus_same": (-100.0, 100.0),
         "ch4_seeds": (1, 1),  # smoke: seeds [1], as default
         "ch4_pre_above_free_tasks": (0, len(TASKS)),
+        "ch4_positional_heads": (4, 4),
         "ch4_stl_above_free_tasks": (0, len(TASKS)),
         **{f"ch4_free_{t}": (0.0, 100.0) for t in TASKS},
         **{f"ch4_pre_margin_{t}": (-100.0, 100.0) for t in TASKS},

@@ -419,3 +419,9 @@ def cached(what: str, config: Any, compute: Callable[[], Any], inputs: dict[str,
     key = _key(what, config, inputs, version)
     meta = {"what": what, "config": _jsonable(config), "inputs": inputs or {}, "code_version": version}
     return (cache or RunCache()).get_or_compute(key, compute, meta)
+
+
+def has(what: str, config: Any, inputs: dict[str, str] | None = None, code: Iterable = (),
+        cache: RunCache | None = None) -> bool:
+    """Whether ``cached`` would find (what, config, inputs, code) stored, without computing it."""
+    return (cache or RunCache()).has(run_key(what, config, inputs, code))

@@ -182,8 +182,7 @@ def _cache_args(config: GatePathConfig) -> dict:
 
 
 def is_cached(config: GatePathConfig) -> bool:
-    args = _cache_args(config)
-    return cache.RunCache().has(cache.run_key("gatepath", asdict(config), args["inputs"], args["code"]))
+    return cache.has("gatepath", asdict(config), **_cache_args(config))
 
 
 def _path_job(config: GatePathConfig, corpus, on_step: Callable[[], None] | None) -> GatePath:

@@ -344,8 +344,7 @@ def train_cached(config: TrainConfig, corpus=None, progress: bool = True, cache_
 
 
 def is_cached(config: TrainConfig, cache_store: cache.RunCache | None = None) -> bool:
-    key = cache.run_key("train", asdict(config), run_inputs(config), [sys.modules[__name__]])
-    return (cache_store or cache.RunCache()).has(key)
+    return cache.has("train", asdict(config), run_inputs(config), [sys.modules[__name__]], cache_store)
 
 
 def _train_job(config: TrainConfig, corpus, on_step: Callable[[], None] | None) -> RunResult:
