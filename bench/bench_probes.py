@@ -1,9 +1,11 @@
 """Probe throughput: the vectorised probes against a naive per-head Python loop, same run.
 
 Both read the same encoder outputs (one forward pass per batch, timed separately) and score all
-five probes on all heads with centroids built on the scored data; the naive loop visits one head
-at a time and one item at a time, as a direct transcription of the probe definitions would. The
-two must give the same counts, which this script checks.
+five probes on all heads with centroids built on the scored data, and chapter 4's free baselines:
+the four positional heads of the attention probes (previous word, next word, itself, [CLS]) and
+the majority label of the value probes. The naive loop visits one head at a time and one item at
+a time, as a direct transcription of the definitions would. The two must give the same counts,
+which this script checks.
 
     .venv/bin/python bench/bench_probes.py [--sentences 200]
 """
@@ -55,7 +57,31 @@ def naive(encoder, sentences: list[dict]) -> dict[str, np.ndarray]:
                         sims = [float(torch.cosine_similarity(v, c, dim=0)) for c in centroids]
                         correct[label, layer, head] += int(np.argmax(sims)) == label
         counts[task] = correct
+        if task in probes.ATTENTION_TASKS:
+            counts[task, "positional"] = naive_positional(task, sentences, items, y, len(labels))
+        else:
+            counts[task, "majority"] = 100 * max(np.bincount(y)) / len(y)
     return counts
+
+
+def naive_positional(task: str, sentences: list[dict], items: list, y: np.ndarray, num_labels: int) -> np.ndarray:
+    """Per positional head and item, in Python: (labels, 1, 4) counts, heads in ``probes.POSITIONAL`` order."""
+    correct = np.zeros((num_labels, 1, len(probes.POSITIONAL)))
+    for head in range(len(probes.POSITIONAL)):
+        for (i, item), label in zip(items, y):
+            n = len(sentences[i]["tokens"])
+
+            def attends(q):  # the word a position attends to under this head ([CLS] at 0, words at 1..n)
+                return [max(q - 1, 0), min(q + 1, n), q, 0][head]
+
+            if task == "dep":
+                d, p = item[0], item[1]
+                hit = attends(d) == p or attends(p) == d
+            else:
+                p, s, e = item[0], item[1], item[2]
+                hit = any(attends(w) == p for w in range(s, e + 1)) or s <= attends(p) <= e
+            correct[label, 0, head] += hit
+    return correct
 
 
 def main() -> None:
@@ -67,6 +93,8 @@ def main() -> None:
 
     start = time.perf_counter()
     fast = probes.probe_all(probes.read_heads(encoder, sentences, progress=False))
+    baselines = {(t, "positional"): probes.positional_probe(t, sentences).correct for t in probes.ATTENTION_TASKS}
+    baselines |= {(t, "majority"): probes.majority_accuracy(fast[t, probes.SAME]) for t in probes.CENTROID_TASKS}
     vectorised = time.perf_counter() - start
     start = time.perf_counter()
     slow = naive(encoder, sentences)
@@ -75,8 +103,12 @@ def main() -> None:
     for (task, _), probe in fast.items():
         if not np.allclose(probe.correct, slow[task]):
             raise SystemExit(f"{task}: the vectorised and naive probes disagree")
+    for key, value in baselines.items():
+        if not np.allclose(value, slow[key]):
+            raise SystemExit(f"{key}: the vectorised and naive baselines disagree")
     n = len(sentences)
-    print(f"{n} test sentences, 5 probes, {encoder.num_layers * encoder.num_heads} heads (encoder passes included): "
+    print(f"{n} test sentences, 5 probes, {encoder.num_layers * encoder.num_heads} heads and the free baselines "
+          f"(encoder passes included): "
           f"vectorised {n / vectorised:.1f} sentences/s, naive per-head loop {n / looped:.2f} sentences/s, "
           f"ratio {looped / vectorised:.0f}x; counts identical")
 

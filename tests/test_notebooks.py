@@ -82,14 +82,21 @@ RANGES = {
         "ch3_dev_sentences": (1, 2001),
     },
     "04_probes": {
-        "ch4_models": (len(TASKS) + 2,) * 2,  # pretrained, an STL model per task, MTL-5
+        "ch4_models": (1 + 2 * (len(TASKS) + 1),) * 2,  # pretrained; per seed of 2, an STL model per task, MTL-5
         "ch4_heads": (72, 72),
         **{f"ch4_pre_{t}_accuracy": (0.0, 100.0) for t in TASKS},
         **{f"ch4_pre_{t}_layer": (0.0, 5.0) for t in TASKS},
         **{f"ch4_stl_gain_{t}": (-100.0, 100.0) for t in TASKS},
         "ch4_stl_gain_tasks": (0, len(TASKS)),
         "ch4_fit_minus_same": (-100.0, 100.0),
-        "ch4_seeds": (1, 1),  # smoke: seeds [1], as default
+        "ch4_seeds": (2, 2),  # smoke: chapter 2's two seeds
+        **{f"ch4_stl_{c}_{t}": (-100.0, 100.0) for c in ("support", "low", "high") for t in (*TASKS, "mean")},
+        "ch4_resamples": (1000, 1000),
+        "ch4_blocks": (20, 20),
+        "ch4_converged_stl": (0, 10),
+        "ch4_stl_runs": (10, 10),  # five tasks, two seeds
+        **{f"ch4_spec_{k}": (-100.0, 100.0) for k in ("diagonal", "off_diagonal", "dep_on_pos", "pos_on_pos",
+                                                       "support", "low", "high")},
         "ch4_pre_above_free_tasks": (0, len(TASKS)),
         "ch4_positional_heads": (4, 4),
         "ch4_stl_above_free_tasks": (0, len(TASKS)),
@@ -103,6 +110,19 @@ RANGES = {
     },
     "05_label_analysis": {
         "ch5_labels": (5, 200),
+        "ch5_seeds": (2, 2),
+        "ch5_top": (10, 10),
+        **{f"ch5_{k}_{c}": (-100.0, 100.0) for k in ("stl", "mtl", "pos") for c in ("support", "low", "high")},
+        **{f"ch5_{w}_{t}": (-100.0, 100.0) for w in ("ours", "paper") for t in TASKS},
+        "ch5_same_sign": (0, 5),
+        **{f"ch5_nn_{k}": (0.0, 100.0) for k in ("pre", "stl", "mtl", "stl_sd", "mtl_sd")},
+        **{f"ch5_paper_nn_{k}": (v, v) for k, v in {"pre": 44.11, "stl": 91.44, "stl_sd": 0.89, "mtl": 54.75,
+                                                     "mtl_sd": 1.99}.items()},  # the paper's NN row
+        "ch5_top_heads": (18, 18),
+        "ch5_rho_seeds": (1, 2),
+        "ch5_patch_heads": (6, 6),
+        "ch5_patch_draws": (2, 2),
+        **{f"ch5_patch_{k}": (-100.0, 100.0) for k in ("gap", "shared_gain", "random_gain", "support")},
         **{f"ch5_{t}_{d}_delta": (-100.0, 100.0) for t in TASKS for d in ("pre", "mtl")},
         "ch5_pre_below_percent": (0.0, 100.0),
         "ch5_mtl_below_percent": (0.0, 100.0),
@@ -162,9 +182,9 @@ WORDS = {**{f"ch2_{k}_verdict": set(verdicts.WORDS) for k in ("joint", "sampled"
          "ch3_top_layers": {"5"},  # ... and 11-12
          "ch3_best_is_middle": {"one of them", "not one of them"},
          "ch3_consistency": {"not measured (it needs three seeds)"},  # smoke: two seeds
-         "ch4_stl_verdict": {"holds", "does not hold"},
+         **{f"ch4_{k}_verdict": set(verdicts.WORDS) for k in ("stl", "spec")},
          "ch4_dep_positional_head": {"previous word", "next word", "itself", "[CLS]"},
-         **{f"ch5_{v}_verdict": {"holds", "does not hold"} for v in ("stl", "mtl", "pos")},
+         **{f"ch5_{v}_verdict": set(verdicts.WORDS) for v in ("stl", "mtl", "pos", "claim_change", "patch")},
          "ch5_largest_drop_task": {"POS", "NER", "DEP", "CON", "SRL"},
          **{f"ch7_{v}_verdict": {"holds", "is not shown", "is reversed"} for v in ("focus", "recall")},
          "ch7_sensitivity_word": {"less", "more"},

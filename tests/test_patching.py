@@ -84,6 +84,28 @@ def test_patching_every_head_from_b_gives_bs_output_and_some_heads_something_bet
     assert torch.equal(a(batch).words, a_out)  # no hook left behind
 
 
+@torch.no_grad()
+def test_live_patching_equals_patch_run_on_every_batch_and_leaves_no_hook(batch):
+    a = tiny_encoder(seed=0)
+    b = copy.deepcopy(a)
+    torch.manual_seed(2)
+    for layer in b.layers:
+        b.layer_part(layer, "value").weight.add_(0.3 * torch.randn_like(b.layer_part(layer, "value").weight))
+    chosen = heads_of(a, (0, 1), (1, 0))
+    other = a.tokenize([["A", "second", "batch", "."], ["Of", "two", "sentences"]])
+    with patching.patched_from(a, b, chosen):
+        live = [a(batch).words, a(other).words]  # each batch patched from b's run on it
+    assert torch.allclose(live[0], patching.patch_run(a, b, batch, chosen).words, atol=1e-6)
+    assert torch.allclose(live[1], patching.patch_run(a, b, other, chosen).words, atol=1e-6)
+    assert not torch.allclose(live[0], a(batch).words, atol=1e-3)
+    with patching.patched_from(a, copy.deepcopy(a), np.ones((a.num_layers, a.num_heads), bool)):
+        assert torch.allclose(a(batch).words, tiny_encoder(seed=0)(batch).words, atol=1e-6)  # a with itself
+    assert torch.equal(a(batch).words, tiny_encoder(seed=0)(batch).words)  # no hook left
+    with pytest.raises(ValueError, match="source and target differ in shape"):
+        with patching.patched_from(a, tiny_encoder(num_layers=3), chosen):
+            pass
+
+
 def test_bad_heads_and_mismatched_runs_are_named(batch):
     encoder = tiny_encoder()
     with pytest.raises(ValueError, match=r"heads must be a boolean \(layers, heads\) = \(2, 4\) mask, got shape \(4, 2\)"):

@@ -176,16 +176,23 @@ def test_the_held_out_head_choice_removes_the_in_sample_maximums_bias():
     assert real["held-out"] > 85 and abs(real["inflation"]) < 3
 
 
-def test_halves_add_up_to_the_whole_probe_and_a_label_in_one_half_has_no_held_out_score(tiny):
-    sentences = list(ewt5.load()["test"].select(range(12)))
+def test_blocks_and_halves_add_up_to_the_whole_probe_and_a_label_in_one_half_has_no_held_out_score(tiny):
+    sentences = list(ewt5.load()["test"].select(range(44)))
     results = probes.probe_all(probes.read_heads(tiny, sentences, progress=False))
     for probe in results.values():
+        assert probe.block_counts.shape[0] == probes.BLOCKS
+        assert np.array_equal(probe.block_counts.sum(0), probe.counts)
+        assert np.allclose(probe.block_correct.sum(0), probe.correct)
         assert np.array_equal(probe.half_counts.sum(0), probe.counts)
         assert np.allclose(probe.half_correct.sum(0), probe.correct)
+    # sentence 21 is in block 1 (odd) and so in the odd half
+    one = probes.attention_probe("dep", probes.Items(np.array([21]), np.zeros((1, 2), dtype=np.int64), ["a"]),
+                                 np.ones((1, 1, 1), bool))
+    assert one.block_counts[1, 0] == 1 and one.half_counts.tolist() == [[0], [1]]
     one_sided = probes.Items(np.array([0, 2, 4]), np.zeros((3, 2), dtype=np.int64), ["a", "a", "b"])
     table = probes.attention_probe("dep", one_sided, np.ones((3, 1, 2), bool)).held_out_best_heads()
     assert table["held-out"].isna().all()  # every item in the even half: nothing to score on
-    with pytest.raises(ValueError, match="kept no halves"):
+    with pytest.raises(ValueError, match="kept no sentence blocks"):
         probes.LabelProbe("dep", "attention", ["a"], np.array([1]), np.ones((1, 1, 1))).held_out_best_heads()
 
 
@@ -246,3 +253,39 @@ def test_the_baseline_and_held_out_tables_set_each_setting_beside_what_comes_fre
     held = experiments.held_out_table(probed, min_count=1)
     assert set(held.index.get_level_values(0)) == set(probes.PROBED_TASKS)
     assert np.allclose(held["inflation"], held["in-sample"] - held["held-out"], equal_nan=True)
+
+
+def test_a_resample_of_every_block_once_is_the_in_sample_best_and_of_one_block_that_blocks_best():
+    """Labels "a" (even sentences) and "b" (odd), two heads: head 0 finds every item of sentence
+    block 0, head 1 every other item; the bootstrap statistic re-chooses the best head on each
+    resample."""
+    n = 4 * probes.BLOCKS
+    sentence = np.arange(n)  # one item per sentence
+    labels = ["a", "b"] * (n // 2)
+    found = np.zeros((n, 1, 2), bool)
+    found[sentence % probes.BLOCKS == 0, 0, 0] = True
+    found[sentence % probes.BLOCKS != 0, 0, 1] = True
+    probe = probes.attention_probe("dep", probes.Items(sentence, np.zeros((n, 2), dtype=np.int64), labels), found)
+    assert probe.best_accuracy().tolist() == [90.0, 100.0]  # "a": block 0 is 4 of its 40 items
+    every_once = np.ones((1, probes.BLOCKS))
+    assert np.allclose(probe.resampled_best(every_once)[0], probe.best_accuracy())
+    only_block_0 = np.zeros((1, probes.BLOCKS))
+    only_block_0[0, 0] = 3  # block 0: even sentences, "a" only, found by head 0
+    out = probe.resampled_best(only_block_0)[0]
+    assert out[0] == 100.0 and np.isnan(out[1])
+    only_block_1 = np.zeros((1, probes.BLOCKS))
+    only_block_1[0, 1] = 1
+    out = probe.resampled_best(only_block_1)[0]
+    assert np.isnan(out[0]) and out[1] == 100.0
+    with pytest.raises(ValueError, match=r"weights must be \(resamples, 20\), got \(1, 3\)"):
+        probe.resampled_best(np.ones((1, 3)))
+
+
+def test_bootstrap_weights_draw_every_block_count_in_all_and_are_seeded():
+    w = probes.bootstrap_weights(500, seed=3)
+    assert w.shape == (500, probes.BLOCKS) and (w.sum(1) == probes.BLOCKS).all()
+    assert np.array_equal(w, probes.bootstrap_weights(500, seed=3))
+    assert not np.array_equal(w, probes.bootstrap_weights(500, seed=4))
+    assert abs(w.mean() - 1.0) < 0.02  # each block drawn once on average
+    with pytest.raises(ValueError, match="at least 2 resamples, got 1"):
+        probes.bootstrap_weights(1)

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from mtlheads import verdicts
@@ -51,3 +52,26 @@ def test_seeds_that_agree_in_sign_but_scatter_widely_are_not_shown():
 def test_a_reversed_interval_is_a_clear_error():
     with pytest.raises(ValueError, match="low <= high"):
         decide(0.0, 1.0, -1.0, 3)
+
+
+def test_the_seed_and_sentence_interval_adds_the_two_half_widths_in_quadrature():
+    seeds_only = verdicts.seed_and_sentence_interval([1.0, 2.0, 3.0], [2.0, 2.0])  # no sentence error
+    assert seeds_only["low"] == pytest.approx(t_interval([1.0, 2.0, 3.0])["low"])
+    # seeds that agree exactly: only the sentences' error, 1.96 bootstrap standard deviations
+    resampled = [1.0, 3.0] * 50
+    sd = float(np.std(resampled, ddof=1))
+    out = verdicts.seed_and_sentence_interval([2.0, 2.0, 2.0], resampled)
+    assert out["sentence se"] == pytest.approx(sd)
+    assert out["high"] - 2.0 == pytest.approx(1.959964 * sd, rel=1e-5)
+    both = verdicts.seed_and_sentence_interval([1.0, 2.0, 3.0], resampled)
+    assert both["high"] - 2.0 == pytest.approx(math.hypot(4.302653 / math.sqrt(3), 1.959964 * sd), rel=1e-5)
+
+
+def test_seeds_and_sentences_decide_by_the_same_rule():
+    assert verdicts.decide_over_seeds_and_sentences([3.0, 3.2, 2.8], [3.0, 3.1, 2.9] * 20, [MET]).word == verdicts.HOLDS
+    wide = verdicts.decide_over_seeds_and_sentences([3.0, 3.2, 2.8], [0.0, 6.0] * 20, [MET])
+    assert wide.word == verdicts.NOT_SHOWN  # the same seeds, but the test sentences could move it across 0
+    one = verdicts.decide_over_seeds_and_sentences([3.0], [3.0, 3.1, 2.9], [MET])
+    assert one.word == verdicts.UNTESTABLE and "no interval from 1 value" in one.failed[0]
+    with pytest.raises(ValueError, match="at least 2 resamples, got 1"):
+        verdicts.seed_and_sentence_interval([1.0, 2.0], [float("nan"), 1.0])

@@ -12,13 +12,14 @@ import torch
 
 from tqdm.auto import tqdm
 
-from mtlheads import cache, devices, probes, profiles, pruning, verdicts
+from mtlheads import cache, devices, patching, probes, profiles, pruning, verdicts
 from mtlheads.data import ewt5
 from mtlheads.encoder import Encoder, fingerprint, load_encoder
 from mtlheads.pruning import GatePath, GatePathConfig
 from mtlheads.registry import MTL, MTL_JOINT, MTL_STL_UPDATES, PRETRAINED, RunKey
 from mtlheads.tasks import CONTROL_TASKS, TASK_CLASSES, TASKS, build_task
-from mtlheads.train import TrainConfig, RunResult, corpus_split, load_model, run_inputs, train_cached, train_many
+from mtlheads.train import (TrainConfig, RunResult, corpus_split, evaluate, load_model, run_inputs, train_cached,
+                            train_many)
 
 def run_knobs(knobs: dict) -> dict:
     """The ``TrainConfig`` fields a profile sets for every Stem Cell run: its ``stem_cell``
@@ -571,13 +572,21 @@ def probed_mtl(seed: int) -> RunKey:
 
 def probe_models(knobs: dict) -> dict[RunKey, TrainConfig | None]:
     """The encoders to probe, by key: the pretrained encoder (``None``), chapter 2's STL model per
-    task and MTL-5 joint (``probed_mtl``) for every seed, and with ``pairwise_mtl`` every task
-    pair's MTL model."""
+    task and MTL-5 joint (``probed_mtl``) for each of chapter 2's seeds (``stl_mtl_seeds``), and
+    with ``pairwise_mtl`` every task pair's MTL model (the book's ``seeds``)."""
     runs = stem_cell_runs(knobs)
-    chosen = [key for key in runs if key.gate_lambda is None and key.seed in knobs["seeds"]
+    seeds = set(stl_mtl_seeds(knobs)) | set(knobs["seeds"])
+    chosen = [key for key in runs if key.gate_lambda is None and key.seed in seeds
               and not set(key.tasks) & set(CONTROL_TASKS)  # chapter 3's control is not probed
               and (len(key.tasks) < len(TASKS) or key == probed_mtl(key.seed))]  # STL, pairs, MTL-5 joint
     return {RunKey.pretrained(): None} | {key: runs[key] for key in chosen}
+
+
+def probe_results(knobs: dict, corpus=None) -> list[RunResult]:
+    """The training runs of ``probe_models`` (chapter 2's, from the run cache): their dev curves
+    say whether each converged (a precondition of chapters 4-5's verdicts)."""
+    configs = [config for config in probe_models(knobs).values() if config is not None]
+    return train_many(configs, corpus, knobs["workers"])
 
 
 def probe_cached(config: TrainConfig | None, knobs: dict, corpus=None, progress: bool = True) -> dict:
@@ -727,3 +736,269 @@ def label_deltas(best: pd.DataFrame) -> pd.DataFrame:
     order = {t: i for i, t in enumerate(TASKS)}
     return out.reset_index().sort_values(["task", "count"], key=lambda c: c.map(order) if c.name == "task" else -c
                                          ).reset_index(drop=True)
+
+
+# Chapters 4-5: intervals over seeds and sentences, and the verdicts ---------------------------
+
+BOOTSTRAP_RESAMPLES = 1000  # resamples of the test sentences (probes.BLOCKS interleaved blocks)
+PAPER_TOP = 10  # the paper's per-task comparison: the ten most frequent labels
+
+
+def role_probes(probed: dict[RunKey, dict], task: str, role: str) -> dict[int | None, probes.LabelProbe]:
+    """By seed (None: the pretrained encoder), the main probe of ``task`` of every model filling
+    ``role`` for it (``RunKey.role``)."""
+    variant = probes.main_variant(task)
+    return {None if key.is_pretrained else key.seed: results[(task, variant)]
+            for key, results in probed.items() if key.role(task) == role}
+
+
+def chosen_labels(probe: probes.LabelProbe, min_count: int = 1, top: int | None = None) -> np.ndarray:
+    """Indices of the labels with at least ``min_count`` items, the ``top`` most frequent of them
+    (all: None); a probe's labels are sorted by frequency."""
+    return np.flatnonzero(probe.counts >= min_count)[:top]
+
+
+def _label_mean(probe: probes.LabelProbe, labels: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray]:
+    """The mean over ``labels`` of the best head's accuracy, and the same on each resample."""
+    return float(probe.best_accuracy()[labels].mean()), np.nanmean(probe.resampled_best(weights)[:, labels], axis=1)
+
+
+def probe_gain(probed: dict[RunKey, dict], task: str, plus: str, minus: str, weights: np.ndarray,
+               min_count: int = 1, top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``plus`` minus ``minus`` (settings, ``RunKey.role``) on ``task``'s main probe: the mean over
+    the chosen labels (``chosen_labels``) of the best head's accuracy, per seed (paired; the
+    pretrained encoder pairs with every seed), and per bootstrap resample of the test sentences
+    (``weights``; the mean over seeds). Returns ``(per_seed, per_resample)``."""
+    a, b = role_probes(probed, task, plus), role_probes(probed, task, minus)
+    if not a or not b:
+        raise ValueError(f"no probed model fills {plus if not a else minus!r} for {task!r}")
+    seeds = sorted((set(a) | set(b)) - {None}) if None in a or None in b else sorted(set(a) & set(b))
+    labels = chosen_labels(next(iter(a.values())), min_count, top)
+    per_seed, resampled = [], []
+    for seed in seeds:
+        (pa, ra), (pb, rb) = (_label_mean(d.get(seed, d.get(None)), labels, weights) for d in (a, b))
+        per_seed.append(pa - pb)
+        resampled.append(ra - rb)
+    return np.array(per_seed), np.mean(resampled, axis=0)
+
+
+def stl_converged(results: list[RunResult], task: str) -> "verdicts.Precondition":
+    """Chapter 2's precondition: every STL run of ``task`` among ``results`` converged."""
+    stl = [r for r in results if tuple(r.config.tasks) == (task,)]
+    converged = sum(convergence(r)["converged"] for r in stl)
+    return verdicts.Precondition(f"STL {task.upper()} converged ({converged} of {len(stl)} seeds)",
+                                 bool(stl) and converged == len(stl))
+
+
+def beats_free(baselines: pd.DataFrame, task: str) -> "verdicts.Precondition":
+    """The probe measures more than what comes free: the STL model's best head beats the best
+    free baseline of ``task`` (``baseline_table``)."""
+    margin = float(baselines.loc[task, "STL - best free"])
+    return verdicts.Precondition(f"the {task.upper()} probe of STL beats its best free baseline ({margin:+.1f})", margin > 0)
+
+
+def probe_claims(probed: dict[RunKey, dict], results: list[RunResult], baselines: pd.DataFrame,
+                 min_count: int = 1, top: int | None = None, resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = 0) -> pd.DataFrame:
+    """The probe claims of chapters 4-5 by the verdict rule, per task and on the mean over tasks,
+    on the mean over labels (``chosen_labels``) of the best head's accuracy: "STL above the
+    pretrained encoder" (support: STL - pretrained) and "MTL-5 pulls the heads back below STL"
+    (support: STL - MTL-5), with "most for POS" (support: POS's pull-back minus the largest other
+    task's). Intervals over seeds and test sentences (``verdicts.seed_and_sentence_interval``);
+    preconditions: each task's STL probe beats its free baselines and its STL runs converged."""
+    weights = probes.bootstrap_weights(resamples, seed)
+    gains = {("STL above pretrained", t): probe_gain(probed, t, "STL", PRETRAINED, weights, min_count, top) for t in TASKS}
+    gains |= {("MTL-5 below STL", t): tuple(-x for x in probe_gain(probed, t, PROBED_MTL, "STL", weights, min_count, top))
+              for t in TASKS}
+    conditions = {t: [beats_free(baselines, t), stl_converged(results, t)] for t in TASKS}
+    rows = []
+    for claim in ("STL above pretrained", "MTL-5 below STL"):
+        for t in TASKS:
+            rows.append(_claim_row(claim, t, *gains[claim, t], conditions[t]))
+        mean_seed = np.mean([gains[claim, t][0] for t in TASKS], axis=0)
+        mean_resampled = np.mean([gains[claim, t][1] for t in TASKS], axis=0)
+        rows.append(_claim_row(claim, "mean", mean_seed, mean_resampled, [c for t in TASKS for c in conditions[t]]))
+    pulls = {t: gains["MTL-5 below STL", t] for t in TASKS}
+    others = [t for t in TASKS if t != "pos"]
+    most_seed = pulls["pos"][0] - np.max([pulls[t][0] for t in others], axis=0)
+    most_resampled = pulls["pos"][1] - np.max([pulls[t][1] for t in others], axis=0)
+    rows.append(_claim_row("MTL-5 pulls POS back most", "pos", most_seed, most_resampled,
+                           [c for t in TASKS for c in conditions[t]]))
+    return pd.DataFrame(rows)
+
+
+def _claim_row(claim: str, task: str, per_seed: np.ndarray, per_resample: np.ndarray, preconditions: list) -> dict:
+    v = verdicts.decide_over_seeds_and_sentences(per_seed, per_resample, _unique(preconditions))
+    interval = verdicts.seed_and_sentence_interval(per_seed, per_resample)
+    return {"claim": claim, "task": task, "support": v.estimate, "low": v.low, "high": v.high, "seeds": v.n,
+            "seed sd": interval["sd"], "sentence se": interval["sentence se"], "verdict": v.word,
+            "not met": "; ".join(v.failed)}
+
+
+def _unique(preconditions: list) -> list:
+    """Preconditions without repeats, in order (a claim over tasks lists each task's)."""
+    return list(dict.fromkeys(preconditions))
+
+
+def specificity_matrix(probed: dict[RunKey, dict], min_count: int = 1) -> pd.DataFrame:
+    """Rows: each task's STL model and MTL-5; columns: every task's main probe; cells: the mean over
+    labels (at least ``min_count`` items) of the best head's accuracy minus the pretrained
+    encoder's, averaged over seeds. A task-specific STL model raises its own column most."""
+    pre = probed[RunKey.pretrained()]
+    base = {t: pre[(t, probes.main_variant(t))] for t in TASKS}
+    labels = {t: chosen_labels(base[t], min_count) for t in TASKS}
+    rows = {}
+    for name, keys in [(f"STL {a.upper()}", [k for k in probed if k.tasks == (a,) and k.gate_lambda is None])
+                       for a in TASKS] + [(PROBED_MTL, [k for k in probed if k == probed_mtl(k.seed)])]:
+        rows[name] = {b.upper(): float(np.mean([probed[k][(b, probes.main_variant(b))].best_accuracy()[labels[b]].mean()
+                                                for k in keys]) - base[b].best_accuracy()[labels[b]].mean())
+                      for b in TASKS}
+    return pd.DataFrame(rows).T
+
+
+def specificity_claim(probed: dict[RunKey, dict], results: list[RunResult], baselines: pd.DataFrame,
+                      min_count: int = 1, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """"STL specialisation is task-specific": per probe task B, the gain over the pretrained encoder
+    of STL-B minus the mean gain of the other four STL models on B, averaged over B (support),
+    per seed and per bootstrap resample, by the verdict rule (preconditions as ``probe_claims``')."""
+    weights = probes.bootstrap_weights(resamples, seed)
+    pre = probed[RunKey.pretrained()]
+    seeds = sorted({k.seed for k in probed if len(k.tasks) == 1 and k.gate_lambda is None})
+    per_seed, per_resample = [], []
+    for s in seeds:
+        own_point, own_resampled = [], []
+        for b in TASKS:
+            variant = probes.main_variant(b)
+            labels = chosen_labels(pre[(b, variant)], min_count)
+            scores = {a: _label_mean(probed[RunKey.stl(a, s)][(b, variant)], labels, weights) for a in TASKS}
+            own_point.append(scores[b][0] - np.mean([scores[a][0] for a in TASKS if a != b]))
+            own_resampled.append(scores[b][1] - np.mean([scores[a][1] for a in TASKS if a != b], axis=0))
+        per_seed.append(np.mean(own_point))
+        per_resample.append(np.mean(own_resampled, axis=0))
+    conditions = [c for t in TASKS for c in (beats_free(baselines, t), stl_converged(results, t))]
+    return _claim_row("STL specialisation is task-specific", "mean", np.array(per_seed),
+                      np.mean(per_resample, axis=0), conditions)
+
+
+def paper_comparison(claims: pd.DataFrame) -> pd.DataFrame:
+    """Per task, our MTL-5 - STL (mean over the ``PAPER_TOP`` most frequent labels, with its
+    interval; from ``probe_claims(top=PAPER_TOP)``) beside the paper's (``paper_values``)."""
+    from mtlheads import paper_values
+
+    ours = claims[(claims["claim"] == "MTL-5 below STL") & claims["task"].isin(TASKS)].set_index("task")
+    return pd.DataFrame({"ours: MTL-5 - STL": -ours["support"], "low": -ours["high"], "high": -ours["low"],
+                         "paper: MTL-5 - STL": paper_values.mean_deltas(PAPER_TOP)}).reindex(TASKS)
+
+
+def paper_pos_labels(deltas: pd.DataFrame) -> pd.DataFrame:
+    """The paper's ten most frequent POS labels: its pretrained, STL and MTL-5 best-head accuracy
+    (mean, sd) beside ours (``label_deltas``' means and seed sds; NaN for a tag EWT5's test
+    sentences lack or that has too few items)."""
+    from mtlheads import paper_values
+
+    paper = paper_values.probe_table("pos")
+    ours = deltas[deltas["task"] == "pos"].set_index("label")
+    out = pd.DataFrame(index=paper.index)
+    for name, paper_name in [(PRETRAINED, PRETRAINED), ("STL", "STL"), (PROBED_MTL, paper_values.PAPER_MTL)]:
+        out[f"paper {paper_name}"] = paper[paper_name]
+        if f"{paper_name} sd" in paper:
+            out[f"paper {paper_name} sd"] = paper[f"{paper_name} sd"]
+        out[f"ours {name}"] = ours[name].reindex(out.index) if name in ours else np.nan
+        if name != PRETRAINED and f"{name} sd" in ours:
+            out[f"ours {name} sd"] = ours[f"{name} sd"].reindex(out.index)
+    return out
+
+
+def claimed_change(paths: dict[tuple[str, int], GatePath], probed: dict[RunKey, dict], top: int,
+                   results: list[RunResult]) -> dict:
+    """Chapter 5's link to chapter 3, per seed with both: how many STL tasks keep each head among
+    their ``top`` last to close (``claimed_heads``) against the mean over tasks of the absolute
+    change of the head's probe accuracy from the task's STL model to MTL-5 (all items), as their
+    Spearman correlation; the claim "the heads many tasks claim are the ones MTL-5 changes most"
+    (support: the correlation) by the verdict rule over seeds (preconditions: STL converged).
+    Returns the per-seed correlations, the verdict, and the first seed's two maps."""
+    from scipy import stats
+
+    seeds = sorted({seed for name, seed in paths if name in STL_NAMES} & {k.seed for k in probed if not k.is_pretrained})
+    rhos, maps = [], {}
+    for seed in seeds:
+        claimed = claimed_heads(paths, top, seed)
+        change = np.mean([np.abs(probed[probed_mtl(seed)][(t, probes.main_variant(t))].head_accuracy()
+                                 - probed[RunKey.stl(t, seed)][(t, probes.main_variant(t))].head_accuracy())
+                          for t in TASKS], axis=0)
+        rho = stats.spearmanr(claimed.ravel(), change.ravel())[0] if np.ptp(claimed) and np.ptp(change) else np.nan
+        rhos.append(float(rho))
+        maps.setdefault("claimed", claimed)
+        maps.setdefault("change", change)
+    measured = [r for r in rhos if not np.isnan(r)]
+    if not measured:
+        raise ValueError(f"no seed of {seeds} has heads that differ in how many tasks claim them")
+    verdict = verdicts.decide_over_seeds(measured, [stl_converged(results, t) for t in TASKS])
+    return {"seeds": seeds, "rho": rhos, "verdict": verdict, **maps}
+
+
+def patching_check(paths: dict[tuple[str, int], GatePath], knobs: dict, corpus=None) -> pd.DataFrame:
+    """Chapter 5's causal link to chapter 3: per seed and task T, MTL-5 joint's dev score on T (on
+    the gated phases' dev sentences) with the heads most STL tasks keep (``shared_heads``, as many
+    as chapter 3's causal check removes) taking their outputs from STL-T's run on the same input
+    (``patching.patched_from``), and with as many random heads of the same layers patched
+    (``gate_mask_draws`` draws, mean), beside MTL-5's and STL-T's own scores; cached per seed."""
+    corpus = corpus if corpus is not None else ewt5.load()
+    heads = next(iter(paths.values())).records[0].size
+    top, k, draws = head_count(knobs["gate_top"], heads), head_count(knobs["gate_mask_share"], heads), knobs["gate_mask_draws"]
+    rows = []
+    seeds = sorted({seed for name, seed in paths if name in STL_NAMES and (GATED_MTL, seed) in paths})
+    for seed in tqdm(seeds, desc="patching heads"):
+        shared = shared_heads(paths, top, seed, k)
+        masks = [shared] + pruning.same_layer_draws(shared, draws, seed=seed)
+        mtl_path = paths[GATED_MTL, seed]
+        target = mtl_path.config.base
+        sources = {name: paths[name, seed].config.base for name in STL_NAMES}
+        sentences = mtl_path.config.dev_sentences or target.dev_sentences
+        scores = cache.cached("patched", {"target": asdict(target), "sources": {n: asdict(c) for n, c in sources.items()},
+                                          "masks": [m.tolist() for m in masks], "dev_sentences": sentences},
+                              lambda: _patched_scores(target, sources, masks, corpus, sentences),
+                              inputs=run_inputs(target), code=[patching, sys.modules[__name__]])
+        for name in STL_NAMES:
+            task = sources[name].tasks[0]
+            mtl, stl = mtl_path.base_dev[task], paths[name, seed].base_dev[task]
+            random = float(np.mean(scores[name][1:]))
+            rows.append({"seed": seed, "task": name, "MTL-5": mtl, "STL": stl, "STL - MTL-5": stl - mtl,
+                         "shared patched": scores[name][0], "random patched": random,
+                         "gain (shared)": scores[name][0] - mtl, "gain (random)": random - mtl,
+                         "shared - random": scores[name][0] - random})
+    return pd.DataFrame(rows)
+
+
+def _patched_scores(target: TrainConfig, sources: dict[str, TrainConfig], masks: list[np.ndarray], corpus,
+                    sentences: int) -> dict[str, list[float]]:
+    """Per STL source: the target model's dev score on the source's task with each mask's heads
+    patched from the source model's run (only that task's decoder evaluated)."""
+    model = load_model(train_cached(target, corpus, progress=False), corpus)
+    decoders = model.decoders
+    dev_set = corpus_split(corpus, "dev", sentences)
+    out = {}
+    try:
+        for name, config in sources.items():
+            task = config.tasks[0]
+            source = load_model(train_cached(config, corpus, progress=False), corpus).encoder
+            model.decoders = torch.nn.ModuleDict({task: decoders[task]})
+            out[name] = []
+            for mask in masks:
+                with torch.no_grad(), patching.patched_from(model.encoder, source, mask):
+                    out[name].append(float(evaluate(model, dev_set)[task][TASK_CLASSES[task].metric]))
+    finally:
+        model.decoders = decoders
+    return out
+
+
+def patching_claim(table: pd.DataFrame, results: list[RunResult]) -> "verdicts.Verdict":
+    """"Patching the shared heads from STL-T gives back more of T's score than patching as many
+    random heads of their layers": support per seed, the mean over tasks of shared - random
+    (``patching_check``); preconditions: the STL runs converged, and STL is above MTL-5 on these
+    dev sentences on average (there is a gap to give back)."""
+    per_seed = table.groupby("seed")["shared - random"].mean()
+    gap = float(table["STL - MTL-5"].mean())
+    conditions = [stl_converged(results, t) for t in TASKS]
+    conditions.append(verdicts.Precondition(f"STL above MTL-5 on these dev sentences (by {gap:+.1f} on average)", gap > 0))
+    return verdicts.decide_over_seeds(per_seed.to_numpy(), conditions)

@@ -13,6 +13,8 @@ leave no hook behind; they act after the encoder's own head gates.
     with patching.ablated(encoder, heads):              # zero-ablate layer 2's head 5
         out = encoder(batch)
     out = patching.patch_run(mtl.encoder, stl.encoder, batch, heads)  # STL's head in MTL
+    with patching.patched_from(mtl.encoder, stl.encoder, heads):  # the same, for every batch
+        scores = evaluate(mtl, sentences)
 """
 
 from __future__ import annotations
@@ -132,13 +134,40 @@ def patched(encoder: Encoder, heads, source: list[torch.Tensor]):
         yield
 
 
+@contextmanager
+def patched_from(target: Encoder, source: Encoder, heads):
+    """Within the block, every forward of ``target`` takes the chosen heads' outputs from
+    ``source``'s run on the same batch, recorded just before (live activation patching: for loops,
+    such as an evaluation, that call the encoder themselves)."""
+    _check_same_shape(target, source)
+    mask = check_heads(target, heads)
+    recorded: dict[str, list[torch.Tensor]] = {}
+
+    def record(module, args, kwargs):
+        recorded["source"] = record_heads(source, args[0] if args else kwargs["batch"])
+
+    def replace(i, context):
+        return _swap(target, mask, i, context, _by_head(target, recorded["source"][i]))
+
+    handle = target.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        with _replacing(target, replace):
+            yield
+    finally:
+        handle.remove()
+
+
+def _check_same_shape(target: Encoder, source: Encoder) -> None:
+    if (source.num_layers, source.num_heads, source.head_dim) != (target.num_layers, target.num_heads, target.head_dim):
+        raise ValueError(f"source and target differ in shape: {(source.num_layers, source.num_heads, source.head_dim)} "
+                         f"against {(target.num_layers, target.num_heads, target.head_dim)} (layers, heads, head_dim)")
+
+
 @torch.no_grad()
 def patch_run(target: Encoder, source: Encoder, batch: WordBatch, heads) -> EncoderOutput:
     """``target``'s output on ``batch`` with the chosen heads' outputs taken from ``source``'s run
     on the same batch (two encoders of one architecture: the same tokenizer and shape)."""
-    if (source.num_layers, source.num_heads, source.head_dim) != (target.num_layers, target.num_heads, target.head_dim):
-        raise ValueError(f"source and target differ in shape: {(source.num_layers, source.num_heads, source.head_dim)} "
-                         f"against {(target.num_layers, target.num_heads, target.head_dim)} (layers, heads, head_dim)")
+    _check_same_shape(target, source)
     recorded = record_heads(source, batch)
     with patched(target, heads, recorded):
         return target(batch)

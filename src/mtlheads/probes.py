@@ -167,13 +167,42 @@ class LabelProbe:
     labels: list[str]
     counts: np.ndarray  # (labels,) items per label
     correct: np.ndarray  # (labels, layers, heads)
-    # the same in each half of the scored sentences (even and odd positions in their list):
-    half_counts: np.ndarray | None = None  # (2, labels)
-    half_correct: np.ndarray | None = None  # (2, labels, layers, heads)
+    # the same in each of BLOCKS interleaved blocks of the scored sentences (sentence i in block
+    # i % BLOCKS): the halves of the held-out head choice (even and odd blocks, so even and odd
+    # sentences) and the resampling unit of the bootstrap over sentences
+    block_counts: np.ndarray | None = None  # (BLOCKS, labels)
+    block_correct: np.ndarray | None = None  # (BLOCKS, labels, layers, heads)
+
+    @property
+    def half_counts(self) -> np.ndarray | None:
+        """(2, labels): items per label among the even and the odd sentences."""
+        return None if self.block_counts is None else np.stack([self.block_counts[h::2].sum(0) for h in (0, 1)])
+
+    @property
+    def half_correct(self) -> np.ndarray | None:
+        """(2, labels, layers, heads): ``correct`` among the even and the odd sentences."""
+        return None if self.block_correct is None else np.stack([self.block_correct[h::2].sum(0) for h in (0, 1)])
 
     def accuracy(self) -> np.ndarray:
         """(labels, layers, heads) accuracy in percent."""
         return 100 * self.correct / np.maximum(self.counts, 1)[:, None, None]
+
+    def best_accuracy(self) -> np.ndarray:
+        """(labels,) each label's best head's accuracy in percent (chosen and scored on the same items)."""
+        return self.accuracy().reshape(len(self.labels), -1).max(1)
+
+    def resampled_best(self, weights: np.ndarray) -> np.ndarray:
+        """(resamples, labels) ``best_accuracy`` when sentence block b is drawn ``weights[r, b]``
+        times (``bootstrap_weights``): the same statistic, the best head chosen anew, on each
+        bootstrap resample of the scored sentences; NaN where a resample holds no item of a label."""
+        if self.block_correct is None:
+            raise ValueError(f"the {self.task} {self.variant} probe kept no sentence blocks: build it with probes.probe_all")
+        if weights.ndim != 2 or weights.shape[1] != len(self.block_counts):
+            raise ValueError(f"weights must be (resamples, {len(self.block_counts)}), got {weights.shape}")
+        counts = weights @ self.block_counts  # (resamples, labels)
+        correct = np.einsum("rb,blk->rlk", weights, self.block_correct.reshape(*self.block_correct.shape[:2], -1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, 100 * correct.max(-1) / counts, np.nan)
 
     def head_accuracy(self) -> np.ndarray:
         """(layers, heads) accuracy over all items, in percent."""
@@ -197,7 +226,7 @@ class LabelProbe:
         chosen on one half of the sentences, scored on the other, and the reverse, averaged
         (NaN where a half has no item of the label); ``inflation`` is their difference."""
         if self.half_correct is None:
-            raise ValueError(f"the {self.task} {self.variant} probe kept no halves: build it with probes.probe_all")
+            raise ValueError(f"the {self.task} {self.variant} probe kept no sentence blocks: build it with probes.probe_all")
         acc = self.accuracy()
         with np.errstate(invalid="ignore", divide="ignore"):
             half_acc = 100 * self.half_correct / self.half_counts[:, :, None, None]
@@ -222,19 +251,33 @@ def label_index(labels: list[str]) -> tuple[list[str], np.ndarray]:
     return vocab, np.array([ids[label] for label in labels], dtype=np.int64)
 
 
-def _halves(items: Items, y: np.ndarray, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each item's half of the sentences (0: even sentence index, 1: odd) and the label counts per half."""
-    half = items.sentence % 2
-    return half, np.stack([np.bincount(y[half == h], minlength=num_labels) for h in (0, 1)])
+BLOCKS = 20  # interleaved sentence blocks a probe keeps its counts in (even: the halves are blocks' parity)
+
+
+def bootstrap_weights(resamples: int, seed: int = 0) -> np.ndarray:
+    """(resamples, BLOCKS): how often each sentence block is drawn in each of ``resamples``
+    bootstrap resamples (BLOCKS draws with replacement), for ``LabelProbe.resampled_best``. The
+    same weights for every model give paired resamples: a difference between models is resampled
+    on the same sentences."""
+    if resamples < 2:
+        raise ValueError(f"a bootstrap needs at least 2 resamples, got {resamples!r}")
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(BLOCKS, np.full(BLOCKS, 1 / BLOCKS), size=resamples).astype(float)
+
+
+def _blocks(items: Items, y: np.ndarray, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's sentence block (sentence index % BLOCKS) and the label counts per block."""
+    block = items.sentence % BLOCKS
+    return block, np.stack([np.bincount(y[block == b], minlength=num_labels) for b in range(BLOCKS)])
 
 
 def attention_probe(task: str, items: Items, found: np.ndarray, variant: str = "attention") -> LabelProbe:
     labels, y = label_index(items.labels)
-    half, half_counts = _halves(items, y, len(labels))
-    half_correct = np.zeros((2, len(labels)) + found.shape[1:])
-    np.add.at(half_correct, (half, y), found)
-    return LabelProbe(task, variant, labels, np.bincount(y, minlength=len(labels)), half_correct.sum(0),
-                      half_counts, half_correct)
+    block, block_counts = _blocks(items, y, len(labels))
+    block_correct = np.zeros((BLOCKS, len(labels)) + found.shape[1:])
+    np.add.at(block_correct, (block, y), found)
+    return LabelProbe(task, variant, labels, np.bincount(y, minlength=len(labels)), block_correct.sum(0),
+                      block_counts, block_correct)
 
 
 def nearest_centroid(fit_x: torch.Tensor, fit_y: torch.Tensor, x: torch.Tensor, y: torch.Tensor, num_labels: int,
@@ -269,11 +312,11 @@ def centroid_probe(task: str, test: tuple[Items, torch.Tensor], fit: tuple[Items
     ids = {label: i for i, label in enumerate(labels)}
     known = np.array([label in ids for label in fit_items.labels], dtype=bool)
     fit_y = np.array([ids[label] for label in np.array(fit_items.labels, dtype=object)[known]], dtype=np.int64)
-    half, half_counts = _halves(test_items, y, len(labels))
-    half_correct = nearest_centroid(fit_x[torch.as_tensor(known)], torch.as_tensor(fit_y), test_x, torch.as_tensor(y),
-                                    len(labels), groups=torch.as_tensor(half), num_groups=2)
+    block, block_counts = _blocks(test_items, y, len(labels))
+    block_correct = nearest_centroid(fit_x[torch.as_tensor(known)], torch.as_tensor(fit_y), test_x, torch.as_tensor(y),
+                                     len(labels), groups=torch.as_tensor(block), num_groups=BLOCKS)
     return LabelProbe(task, SAME if fit is None else FIT, labels, np.bincount(y, minlength=len(labels)),
-                      half_correct.sum(0), half_counts, half_correct)
+                      block_correct.sum(0), block_counts, block_correct)
 
 
 def probe_all(test: HeadReadings, fit: HeadReadings | None = None) -> dict[tuple[str, str], LabelProbe]:

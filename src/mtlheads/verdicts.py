@@ -86,3 +86,25 @@ def decide_over_seeds(support, preconditions: list[Precondition] = ()) -> Verdic
     """``decide`` on per-seed values of the claim's support, with their t interval."""
     interval = t_interval(support)
     return decide(interval["mean"], interval["low"], interval["high"], interval["n"], preconditions)
+
+
+def seed_and_sentence_interval(per_seed, per_resample, level: float = 0.95) -> dict:
+    """The mean of ``per_seed`` (one value per seed, all scored on the same test sentences) with an
+    interval that holds both sources of error: the seeds' (Student's t, ``t_interval``) and the test
+    sentences' (the standard deviation of the seed mean over ``per_resample``, bootstrap resamples
+    of the sentences, each the same resample for every model), their half-widths added in
+    quadrature (independent errors). NaN bounds with one seed: the seeds' error is then unknown."""
+    seed = t_interval(per_seed, level)
+    resampled = np.asarray(per_resample, dtype=float)
+    resampled = resampled[~np.isnan(resampled)]
+    if len(resampled) < 2:
+        raise ValueError(f"seed_and_sentence_interval needs at least 2 resamples, got {len(resampled)}")
+    sentence_se = float(resampled.std(ddof=1))
+    half = float(np.hypot((seed["high"] - seed["low"]) / 2, stats.norm.ppf(0.5 + level / 2) * sentence_se))
+    return {**seed, "sentence se": sentence_se, "low": seed["mean"] - half, "high": seed["mean"] + half}
+
+
+def decide_over_seeds_and_sentences(per_seed, per_resample, preconditions: list[Precondition] = ()) -> Verdict:
+    """``decide`` on per-seed values of the claim's support with ``seed_and_sentence_interval``."""
+    interval = seed_and_sentence_interval(per_seed, per_resample)
+    return decide(interval["mean"], interval["low"], interval["high"], interval["n"], preconditions)

@@ -70,6 +70,17 @@ def head_heatmap(values: np.ndarray, ax, title: str = "", vmin: float | None = N
     return ax
 
 
+def matrix_heatmap(table, title: str = "", xlabel: str = "", ylabel: str = ""):
+    """A small annotated matrix (a DataFrame: its index as rows, its columns as columns), e.g. models
+    against probes; one figure."""
+    fig, axes = subplots(height=0.45 * len(table) + 1.2)
+    sns.heatmap(table, ax=axes[0, 0], cmap=CMAP, annot=True, fmt=".1f", linewidths=0.3,
+                annot_kws={"fontsize": 8}, cbar_kws={"shrink": 0.8})
+    axes[0, 0].set(xlabel=xlabel, ylabel=ylabel, title=title)
+    fig.tight_layout()
+    return fig
+
+
 def draw_tree(tree: str | Tree, ax, words: Sequence[str] | None = None) -> None:
     """Draw a constituency tree: leaves on the bottom row in order, each phrase above its children."""
     tree = Tree.fromstring(tree) if isinstance(tree, str) else tree
