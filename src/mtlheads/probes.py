@@ -347,12 +347,11 @@ def positional_probe(task: str, sentences: list[dict]) -> LabelProbe:
     items = Items.collect(sentences, task)
     width = 2 + max((len(s["tokens"]) for s in sentences), default=0)
     q = torch.arange(width)
+    n = torch.tensor([len(s["tokens"]) for s in sentences], dtype=torch.long)[:, None]  # words at 1..n, [CLS] at 0
     most = torch.zeros(len(sentences), width, 1, len(POSITIONAL), dtype=torch.long)  # (sentences, q, 1, 4)
-    for i, s in enumerate(sentences):
-        n = len(s["tokens"])  # words at 1..n, [CLS] at 0
-        most[i, :, 0, 0] = (q - 1).clamp(min=0)
-        most[i, :, 0, 1] = (q + 1).clamp(max=n)
-        most[i, :, 0, 2] = q
+    most[:, :, 0, 0] = (q - 1).clamp(min=0)
+    most[:, :, 0, 1] = torch.minimum(q + 1, n)
+    most[:, :, 0, 2] = q
     rows, pos = torch.as_tensor(items.sentence), torch.as_tensor(items.positions)
     if TASK_CLASSES[task].probe == "arc":
         found = dep_found(most, rows, pos[:, 0], pos[:, 1])
