@@ -59,9 +59,10 @@ def examples():
     tok = tiny_encoder().tokenizer
     questions = squad.load()[:40]
     spans = [e for e in (numreason.span_example(tok, q, 128) for q in questions) if e is not None][:6]
-    items = numreason.arithmetic_items(squad.load()[:400])
-    arithmetic = [e for e in (numreason.arithmetic_example(tok, i, 128, 16) for i in items) if e is not None][:4]
-    return spans, arithmetic, items
+    items = [i for i in numreason.arithmetic_items(squad.load()[:400])
+             if numreason.arithmetic_example(tok, i, 128, 16) is not None]  # all arguments within 128 subwords
+    arithmetic = [numreason.arithmetic_example(tok, i, 128, 16) for i in items[:4]]
+    return spans, arithmetic, numreason.arithmetic_items(squad.load()[:400])
 
 
 def test_examples_mark_the_answer_occurrences_and_spell_answers_in_digits(examples, tiny):
@@ -79,9 +80,10 @@ def test_examples_mark_the_answer_occurrences_and_spell_answers_in_digits(exampl
     assert max(counts) >= 2
     target = arithmetic[0]["target"]
     assert target[0] == tok.cls_token_id and target[-1] == tok.sep_token_id
-    assert "".join(tok.convert_ids_to_tokens(target[1:-1])) == items[0]["answer"]
+    fitting = [i for i in items if numreason.arithmetic_example(tok, i, 128, 16) is not None]
+    assert "".join(tok.convert_ids_to_tokens(target[1:-1])) == fitting[0]["answer"]
     # An argument cut off by truncation: no example.
-    late = next(i for i in items if i["arguments"][0].start > 400)
+    late = next(i for i in items if i["template"] != "years between" and i["arguments"][0].start > 400)
     assert numreason.arithmetic_example(tok, late, 32, 16) is None
 
 
@@ -110,6 +112,7 @@ def test_three_heads_give_every_output_and_the_type_head_routes_the_answer(examp
             assert p["generated"] is not None and set(p["generated"]) <= set(numreason.DIGITS)
             scores = [n["score"] for n in p["numbers"]]  # the passage's numbers, most likely tagged first
             assert scores == sorted(scores, reverse=True) and all(0.0 <= x <= 1.0 for x in scores)
+            assert len({n["value"] for n in p["numbers"]}) == len(p["numbers"])  # each value once
     control = numreason.build(numreason.NumReasonConfig(tasks=("span",)), tiny)
     assert set(control.losses(control.collate(spans))) == {"span"}
     control.eval()
@@ -152,15 +155,69 @@ def test_arguments_match_by_value_whatever_the_spelling():
         nontarget.argument_scores(["1200"], [])
 
 
-def test_baselines_draw_from_the_passage_numbers():
-    item = {"context": "In 1973 there were 1,200 men, 300 horses and 40 dogs.",
+def test_chance_is_exact_per_question_and_all_numbers_takes_every_value():
+    item = {"context": "In 1973 there were 1,200 men, 300 horses and 40 dogs; 300 of the horses were old.",
             "arguments": [m for m in numeric.mentions("1,200 men, 300 horses")]}
-    rng = random.Random(0)
-    assert nontarget.baseline_spans(item, "all numbers", rng) == ["1973", "1,200", "300", "40"]
-    drawn = nontarget.baseline_spans(item, "random numbers", rng)
-    assert len(drawn) == 2 and set(drawn) <= {"1973", "1,200", "300", "40"}
-    with pytest.raises(ValueError, match="'some numbers'.*random numbers"):
-        nontarget.baseline_spans(item, "some numbers", rng)
+    assert nontarget.baseline_spans(item, "all numbers") == ["1973", "1,200", "300", "40"]
+    # 2 arguments among 4 distinct values: recall 2/4, every argument 1/C(4, 2)
+    assert nontarget.chance_scores(item) == {"recall": 0.5, "precision": 0.5, "all": pytest.approx(1 / 6), "spans": 2}
+    rng = random.Random(0)  # the exact value is what random draws average to
+    values = [m.text for m in numeric.mentions(item["context"])][:4]
+    draws = [nontarget.argument_scores(rng.sample(values, 2), item["arguments"]) for _ in range(4000)]
+    assert sum(d["recall"] for d in draws) / len(draws) == pytest.approx(0.5, abs=0.02)
+    assert sum(d["all"] for d in draws) / len(draws) == pytest.approx(1 / 6, abs=0.02)
+    with pytest.raises(ValueError, match="'random numbers'.*'all numbers'"):
+        nontarget.baseline_spans(item, "random numbers")
+
+
+def test_windows_hold_what_the_question_is_about_and_fit_the_input(tiny):
+    tok = tiny.tokenizer
+    questions = squad.load()[:600]
+    items = numreason.arithmetic_items(questions)
+    windowed = numreason.window_items(items, tok, 96)
+    assert 0 < len(windowed) < len(items)  # some arguments lie too far apart for 96 subwords
+    for item in windowed:
+        assert len(pairs.encode(tok, item["question"], item["context"], 10_000).input_ids) <= 96
+        assert all(item["context"][m.start:m.end] == m.text for m in item["arguments"])
+        assert numreason.arithmetic_example(tok, item, 96, 16) is not None  # nothing truncated
+        values = {m.value for m in numeric.mentions(item["context"])}
+        assert values - {m.value for m in item["arguments"]}  # a distractor is left in the window
+        full = next(i for i in items if i["question"] == item["question"] and item["context"] in i["context"])
+        assert item["answer"] == full["answer"]
+    spans = numreason.window_items(questions[:100], tok, 64)
+    assert spans and all(s["answers"][0] in s["context"] for s in spans)
+    assert all(numreason.span_example(tok, s, 64) is not None for s in spans)
+
+
+def test_balanced_items_mix_the_operations_evenly():
+    items = [{"operation": "sum", "i": i} for i in range(7)] + [{"operation": "difference", "i": i} for i in range(3)]
+    kept = numreason.balanced(items, seed=1)
+    assert [k["operation"] for k in kept].count("sum") == 3 and len(kept) == 6
+    assert [k for k in kept if k["operation"] == "difference"] == items[7:]
+    assert kept == [i for i in items if i in kept]  # in their order
+    assert numreason.balanced([]) == []
+
+
+def test_the_exposure_control_sees_the_same_inputs_with_answers_shuffled(tiny, monkeypatch):
+    questions = squad.load()[:900]
+    monkeypatch.setattr(numreason, "squad_parts", lambda config: (questions, []))
+    common = dict(span_examples=20, max_source=128, seed=3)
+    gold = numreason.training_examples(numreason.NumReasonConfig(**common), tiny.tokenizer)
+    shuffled = numreason.training_examples(numreason.NumReasonConfig(arithmetic_answers="shuffled", **common),
+                                           tiny.tokenizer)
+    assert [e["input_ids"] for e in gold] == [e["input_ids"] for e in shuffled]
+    arithmetic = [i for i, e in enumerate(gold) if e["task"] == "arithmetic"]
+    assert len(arithmetic) >= 10
+    targets = [gold[i]["target"] for i in arithmetic]
+    moved = [shuffled[i]["target"] for i in arithmetic]
+    assert sorted(map(tuple, targets)) == sorted(map(tuple, moved))  # the same answers ...
+    assert sum(a != b for a, b in zip(targets, moved)) > len(targets) // 2  # ... mostly on other questions
+    assert all(gold[i] == shuffled[i] for i in range(len(gold)) if i not in arithmetic)
+    assert numreason.NumReasonConfig(arithmetic_answers="shuffled").label == "span + generation (shuffled answers)"
+    with pytest.raises(ValueError, match="shuffled.*needs the arithmetic task"):
+        numreason.NumReasonConfig(tasks=("span",), arithmetic_answers="shuffled")
+    with pytest.raises(ValueError, match="'mixed'"):
+        numreason.NumReasonConfig(arithmetic_answers="mixed")
 
 
 def test_word_spans_widen_to_whole_numbers_without_punctuation():

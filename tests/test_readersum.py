@@ -139,7 +139,7 @@ def test_query_focus_measures_each_summary_against_its_own_and_the_other_answer(
     assert not alone["contains_answer"].any() and alone["query_sensitivity"].isna().all()
     assert (asked["query_sensitivity"] > 0).all()
     effect = nontarget.focus_difference(frame, "contains_answer", ("m", "question + context"), ("m", "context alone"))
-    assert effect["difference"] == 100.0 and effect["n"] == 4
+    assert effect["difference"] == 100.0 and effect["items"] == 2 and effect["n"] == 1  # 2 passages, 1 seed
     table = nontarget.focus_table(frame)
     assert table.query("input == 'question + context'").set_index("measure").loc[
         "contains the gold answer (%)", "mean"] == 100.0
@@ -174,10 +174,24 @@ def test_profile_configs_take_every_prefixed_knob_that_names_a_field(profile):
     for module, cls, prefix in ((numreason, numreason.NumReasonConfig, "numreason"),
                                 (readersum, readersum.ReaderSumConfig, "readersum")):
         configs = module.profile_configs(knobs)
-        assert len(configs) == 2 * len(knobs["seeds"]) and {c.tasks for c in configs} == {module.TASKS, configs[1].tasks}
+        assert len(configs) == 2 * len(knobs["seeds"]) and [c.seed for c in configs[::2]] == knobs["seeds"]
+        assert configs[0].tasks == module.TASKS and configs[0].label != configs[1].label  # the model, then its control
         named = {k[len(prefix) + 1:] for k in knobs if k.startswith(prefix + "_")}
         fields = {f.name for f in dataclasses.fields(cls)}
         assert named & fields, prefix  # some knobs do reach the config
         for c in configs:
             assert all(getattr(c, f) == knobs[f"{prefix}_{f}"] for f in named & fields)
             assert c.encoder == knobs["encoder"] and c.device == knobs["device"]
+
+
+def test_the_lead_baseline_summarises_each_document_by_its_first_sentence():
+    from mtlheads import metrics
+    from mtlheads.data import scitldr
+
+    documents = scitldr.load("test")[:5]
+    assert all(d["document"] == " ".join(d["sentences"]) for d in documents)
+    lead = readersum.lead_rouge(documents)
+    by_hand = [metrics.rouge(d["sentences"][0], d["summaries"])["rouge1"] for d in documents]
+    assert lead["rouge1"] == pytest.approx(100 * sum(by_hand) / len(by_hand))
+    copied = [{**d, "summaries": [d["sentences"][0]]} for d in documents]  # a gold summary that is the lead
+    assert readersum.lead_rouge(copied)["rouge1"] == pytest.approx(100.0)

@@ -86,6 +86,20 @@ def question_overlap(summary: str, question: str) -> float:
     return len(wanted & content_words(summary)) / len(wanted) if wanted else 0.0
 
 
+def summary_quality(summaries: list[str]) -> dict[str, float]:
+    """Signs of a degenerate summariser, in percent: ``distinct (%)``, the share of distinct
+    summaries (after SQuAD normalisation) among them, and ``repeated words (%)``, the mean over
+    summaries of the share of their content-word tokens that repeat an earlier one."""
+    if not summaries:
+        raise ValueError("summary_quality needs at least one summary")
+    distinct = len({normalize_answer(s) for s in summaries}) / len(summaries)
+    repeated = []
+    for s in summaries:
+        words = [w for w in normalize_answer(s).split() if w not in STOPWORDS]
+        repeated.append(1 - len(set(words)) / len(words) if words else 0.0)
+    return {"distinct (%)": 100 * distinct, "repeated words (%)": 100 * float(np.mean(repeated))}
+
+
 @lru_cache(maxsize=1)
 def _scorer():
     from rouge_score import rouge_scorer

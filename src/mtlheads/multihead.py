@@ -48,13 +48,14 @@ def built(heads_of, config, encoder=None) -> MultiTaskModel:
     return MultiTaskModel(encoder, heads, routes=routes).to(devices.resolve(config.device))
 
 
-def profile_configs(config_class, knobs: dict, section: str, settings: tuple[tuple[str, ...], ...]) -> list:
-    """One ``config_class`` per seed of a profile and per tasks tuple of ``settings`` (in that
-    order): the fields the profile's ``section`` sets, with its encoder, device and bf16; the
-    other fields keep their defaults."""
+def profile_configs(config_class, knobs: dict, section: str, settings: tuple[dict, ...]) -> list:
+    """One ``config_class`` per seed of a profile and per setting of ``settings`` (in that
+    order; each a mapping of the fields that make the setting, its ``tasks`` say): the fields the
+    profile's ``section`` sets, with its encoder, device and bf16; the other fields keep their
+    defaults."""
     chosen = profiles.section_knobs(knobs, section)
-    return [config_class(tasks=tasks, encoder=knobs["encoder"], seed=seed, device=knobs["device"], bf16=knobs["bf16"],
-                         **chosen) for seed in knobs["seeds"] for tasks in settings]
+    return [config_class(encoder=knobs["encoder"], seed=seed, device=knobs["device"], bf16=knobs["bf16"],
+                         **chosen, **setting) for seed in knobs["seeds"] for setting in settings]
 
 
 def first_made(made, limit: int | None) -> list:
@@ -130,8 +131,8 @@ class Experiment:
     """A multi-head experiment (chapters 6 and 7): its profile ``section`` (also the run cache's
     name for its runs), config class, ``heads(encoder, config) -> (heads, routes)``,
     ``examples(config, tokenizer)`` (its training examples), ``inputs(config)`` (the versions of
-    the data it reads), its ``settings`` (the tasks tuples a profile trains, model first, then
-    control) and ``module`` (whose import closure versions its runs' code). The five steps every
+    the data it reads), its ``settings`` (the config fields of each model a profile trains, the
+    model first, then its control) and ``module`` (whose import closure versions its runs' code). The five steps every
     such experiment offers are these methods, once."""
 
     section: str
@@ -139,7 +140,7 @@ class Experiment:
     heads: Callable
     examples: Callable
     inputs: Callable
-    settings: tuple[tuple[str, ...], ...]
+    settings: tuple[dict, ...]
     module: str
 
     def build(self, config, encoder=None) -> MultiTaskModel:

@@ -1,40 +1,106 @@
-"""What a head says where it is not the target (Geva et al., 2021), and the verdicts on it.
+"""What a head says where it is not the target (Geva et al., 2021), and the tests of it.
 
 Chapter 6: on arithmetic questions, the span head of the multi-head model is not the target (the
 generative head answers); ``argument_frame`` scores its spans, and its most likely tagged
-numbers, as extractions of the computation's arguments, beside baselines; ``counterfactual_frame``
-asks whether its spans move with the generated answer under edited questions. Chapter 7: the
-summariser of the QA + summarisation model reads ``question [SEP] context`` inputs it never saw
-in training; ``query_focus`` scores whether its summaries answer this question rather than the
-passage's other one. ``paired_gap`` and ``focus_difference`` give paired differences with their
-95% bootstrap intervals, and ``verdict`` turns an interval into the chapters' words.
+numbers, as extractions of the computation's arguments, beside chance and the all-numbers
+baseline; ``counterfactual_frame`` asks whether its spans move with the generated answer under
+edited questions. Chapter 7: the summariser of the QA + summarisation model reads
+``question [SEP] context`` inputs it never saw in training; ``query_focus`` scores whether its
+summaries answer this question rather than the passage's other one.
+
+``seed_item_effect`` gives a paired difference with its 95% interval over both seeds and test
+items (``verdicts.seed_and_sentence_interval``); ``target_preconditions`` and
+``summary_preconditions`` say whether the target heads learnt their own tasks, which every
+reading of a non-target head presupposes; ``verdicts.decide`` turns the two into the verdict.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import math
 import random
 
 import numpy as np
 import pandas as pd
 
-from mtlheads import metrics, numreason, readersum
+from mtlheads import metrics, numreason, readersum, verdicts
 from mtlheads.data import numeric
 from mtlheads.model import MultiTaskModel
 
-VERDICTS = ("holds", "is reversed", "is not shown")
+
+def seed_item_effect(first: pd.Series, second: pd.Series, resamples: int = 2000, seed: int = 0) -> dict:
+    """The mean of ``first - second`` (Series indexed by (seed, item), in the same units), with its
+    95% interval over seeds and items: each seed's mean paired difference over the items, and
+    ``resamples`` bootstrap resamples of the items, the same for every seed
+    (``verdicts.seed_and_sentence_interval``). Keys: ``difference``, ``low``, ``high``, ``n``
+    (seeds), ``items``, ``sd`` (over seeds) and ``item se``. Pairs with a missing side are dropped."""
+    difference = (first - second).dropna()
+    if difference.index.nlevels != 2:
+        raise ValueError(f"seed_item_effect needs a (seed, item) index, got {difference.index.nlevels} level(s)")
+    table = difference.unstack(level=1)  # seeds x items, NaN where a seed lacks an item
+    if table.shape[1] < 2:
+        raise ValueError(f"seed_item_effect needs at least 2 paired items, got {table.shape[1]}")
+    values = table.to_numpy(dtype=float)
+    drawn = np.random.default_rng(seed).integers(0, values.shape[1], size=(resamples, values.shape[1]))
+    with np.errstate(all="ignore"):
+        per_resample = np.nanmean(np.nanmean(values[:, drawn], axis=2), axis=0)
+    interval = verdicts.seed_and_sentence_interval(np.nanmean(values, axis=1), per_resample)
+    return {"difference": interval["mean"], "low": interval["low"], "high": interval["high"], "n": interval["n"],
+            "items": values.shape[1], "sd": interval["sd"], "item se": interval["sentence se"]}
 
 
-def verdict(effect: dict) -> str:
-    """The claim that ``effect`` (a paired difference: ``low``, ``high``, its 95% interval) is
-    positive: ``holds`` when the interval lies above zero, ``is reversed`` when below, ``is not
-    shown`` when it contains zero. One rule for every chapter."""
-    if not effect["low"] <= effect["high"]:
-        raise ValueError(f"an interval needs low <= high, got {effect['low']!r} and {effect['high']!r}")
-    if effect["low"] > 0:
-        return VERDICTS[0]
-    return VERDICTS[1] if effect["high"] < 0 else VERDICTS[2]
+def decided(effect: dict, preconditions=()) -> verdicts.Verdict:
+    """``verdicts.decide`` on an effect of ``seed_item_effect``."""
+    return verdicts.decide(effect["difference"], effect["low"], effect["high"], effect["n"], list(preconditions))
+
+
+# What each target head must reach before its non-target heads are read (issue 21).
+SPAN_F1, GENERATED_EM, ABOVE_MAJORITY, TYPE_RIGHT, QA_F1 = 50.0, 50.0, 30.0, 95.0, 50.0
+
+
+def target_preconditions(scores: dict, majority: float, who: str = "") -> list[verdicts.Precondition]:
+    """Whether a chapter-6 model's target heads learnt their own tasks, from its ``target_scores``
+    (means over seeds): the span head's F1 on held-out SQuAD questions at least ``SPAN_F1``; with a
+    generative head, its exact match on the held-out arithmetic questions at least
+    ``GENERATED_EM`` and ``ABOVE_MAJORITY`` points above ``majority`` (the share of the most
+    common gold answer), and the type head right on at least ``TYPE_RIGHT``% of each kind of
+    question. Each precondition is named with the value it was decided on."""
+    pre = [verdicts.Precondition(f"{who}span head F1 >= {SPAN_F1:g} ({scores['f1']:.1f})", scores["f1"] >= SPAN_F1)]
+    if "arithmetic: generated EM (%)" not in scores:
+        return pre
+    em = scores["arithmetic: generated EM (%)"]
+    pre += [verdicts.Precondition(f"{who}generative head exact match >= {GENERATED_EM:g} ({em:.1f})", em >= GENERATED_EM),
+            verdicts.Precondition(f"{who}generative head >= {ABOVE_MAJORITY:g} points above the majority answer "
+                                  f"({em - majority:+.1f})", em - majority >= ABOVE_MAJORITY)]
+    for kind in ("arithmetic", "SQuAD"):
+        right = scores[f"type head right on {kind} (%)"]
+        pre.append(verdicts.Precondition(f"{who}type head right on {kind} >= {TYPE_RIGHT:g}% ({right:.1f})",
+                                         right >= TYPE_RIGHT))
+    return pre
+
+
+# A summariser is degenerate when it writes the same few summaries, repeats itself, or does no
+# better than copying the document's first sentence.
+DISTINCT_SUMMARIES, REPEATED_WORDS = 50.0, 10.0
+
+
+def summary_preconditions(quality: dict, lead_rouge: float, qa_f1: float | None = None,
+                          who: str = "") -> list[verdicts.Precondition]:
+    """Whether a chapter-7 model's target heads work: the QA head's F1 at least ``QA_F1`` on held-out
+    SQuAD questions (where given), and its summaries not degenerate: at least
+    ``DISTINCT_SUMMARIES``% distinct summaries, at most ``REPEATED_WORDS``% repeated content
+    words (``metrics.summary_quality``, in ``quality`` with ``rouge1``) and ROUGE-1 above
+    ``lead_rouge``, the first sentence of each document's."""
+    pre = [] if qa_f1 is None else [verdicts.Precondition(f"{who}QA F1 >= {QA_F1:g} ({qa_f1:.1f})", qa_f1 >= QA_F1)]
+    distinct, repeated, rouge1 = quality["distinct (%)"], quality["repeated words (%)"], quality["rouge1"]
+    return pre + [
+        verdicts.Precondition(f"{who}distinct summaries >= {DISTINCT_SUMMARIES:g}% ({distinct:.1f})",
+                              distinct >= DISTINCT_SUMMARIES),
+        verdicts.Precondition(f"{who}repeated words <= {REPEATED_WORDS:g}% ({repeated:.1f})",
+                              repeated <= REPEATED_WORDS),
+        verdicts.Precondition(f"{who}ROUGE-1 above the lead sentence's ({rouge1:.1f} vs {lead_rouge:.1f})",
+                              rouge1 > lead_rouge)]
 
 
 # Chapter 6: arguments among the non-target spans --------------------------------------------
@@ -61,26 +127,33 @@ def argument_scores(span_texts: list[str], arguments: list[numeric.Mention]) -> 
             "spans": len(span_texts)}
 
 
-def baseline_spans(item: dict, method: str, rng: random.Random) -> list[str]:
-    """Spans of a baseline on ``item``: ``"all numbers"`` of the passage, or ``"random numbers"``,
-    as many distinct passage numbers as the question has arguments, drawn at random."""
-    found = list({m.value: m.text for m in numeric.mentions(item["context"])}.values())
-    if method == "all numbers":
-        return found
-    if method == "random numbers":
-        k = len({m.value for m in item["arguments"]})
-        return rng.sample(found, min(k, len(found)))
-    raise ValueError(f"unknown baseline {method!r}; valid: {BASELINES}")
+def baseline_spans(item: dict, method: str) -> list[str]:
+    """Spans of the ``"all numbers"`` baseline on ``item``: every distinct number of its passage."""
+    if method != "all numbers":
+        raise ValueError(f"unknown baseline {method!r}; valid: 'all numbers' ({BASELINES[0]!r} is computed, "
+                         f"chance_scores)")
+    return list({m.value: m.text for m in numeric.mentions(item["context"])}.values())
 
 
-BASELINES = ("random numbers", "all numbers")
+def chance_scores(item: dict) -> dict:
+    """The expected ``argument_scores`` of as many distinct passage numbers as ``item`` has
+    arguments (k of its passage's n distinct numbers), drawn uniformly: recall k/n, precision
+    (each drawn number an argument) k/n, every argument found 1/C(n, k). Exact, per question."""
+    n = len({m.value for m in numeric.mentions(item["context"])})
+    k = len({m.value for m in item["arguments"]})
+    if not 0 < k <= n:
+        raise ValueError(f"chance needs 1 <= arguments <= passage numbers, got {k} of {n}")
+    return {"recall": k / n, "precision": k / n, "all": 1 / math.comb(n, k), "spans": k}
 
 
-def argument_frame(predictions: dict[str, list[dict]], items: list[dict], seed: int = 0) -> pd.DataFrame:
+BASELINES = ("chance", "all numbers")
+
+
+def argument_frame(predictions: dict[str, list[dict]], items: list[dict]) -> pd.DataFrame:
     """One row per (method, question): the argument scores of each model's spans and of its top
     numbers (the passage numbers its span head most likely tags, as many as the question has
     arguments), for ``predictions`` (label -> ``predict`` output for ``items``), and of the
-    baselines."""
+    baselines (chance, exact; all numbers)."""
     rows = []
     for label, predicted in predictions.items():
         for i, (item, p) in enumerate(zip(items, predicted)):
@@ -90,12 +163,11 @@ def argument_frame(predictions: dict[str, list[dict]], items: list[dict], seed: 
                 rows.append({"method": method, "question": i, "operation": item["operation"],
                              "template": item.get("template", item["operation"]),
                              **argument_scores(texts, item["arguments"])})
-    rng = random.Random(seed)
-    for method in BASELINES:
-        for i, item in enumerate(items):
+    for i, item in enumerate(items):
+        for method, scores in (("chance", chance_scores(item)),
+                               ("all numbers", argument_scores(baseline_spans(item, "all numbers"), item["arguments"]))):
             rows.append({"method": method, "question": i, "operation": item["operation"],
-                         "template": item.get("template", item["operation"]),
-                         **argument_scores(baseline_spans(item, method, rng), item["arguments"])})
+                         "template": item.get("template", item["operation"]), **scores})
     return pd.DataFrame(rows)
 
 
@@ -147,7 +219,8 @@ def counterfactual_frame(model: MultiTaskModel, items: list[dict], max_source: i
     """For each item with a counterfactual (``numeric.counterfactuals``), whether the span head's
     number set and the generated answer change between the original and the edited question,
     and (for an argument swap) whether the spans take up the new argument."""
-    pairs = [(item, kind, edited) for item in items for kind, edited in numeric.counterfactuals(item["generated"], item["context"])]
+    pairs = [(item, kind, edited) for item in items for kind, edited in numeric.counterfactuals(item["generated"], item["context"],
+                                                                                         item.get("asked", ()))]
     if not pairs:
         return pd.DataFrame(columns=["kind", "spans_moved", "answer_moved", "together", "follows", "correct"])
     originals = numreason.predict(model, [p[0] for p in pairs], max_source, progress=progress, desc="originals")
@@ -165,18 +238,6 @@ def counterfactual_frame(model: MultiTaskModel, items: list[dict], max_source: i
                      "follows": (new <= numbers_after) if new else float("nan"),
                      "correct": same_number(after["generated"], edited.answer_text)})
     return pd.DataFrame(rows)
-
-
-def paired_gap(frame: pd.DataFrame, measure: str, first: str, second: str) -> dict:
-    """Mean of ``measure`` for method ``first`` minus method ``second``, paired by question, in
-    percent, with its 95% bootstrap interval."""
-    def values(method: str) -> pd.Series:
-        part = frame[frame["method"] == method]
-        if part.empty:
-            raise ValueError(f"no rows for method {method!r}; methods: {sorted(frame['method'].unique())}")
-        return part.set_index("question")[measure].astype(float)
-
-    return metrics.paired_difference(100 * values(first), 100 * values(second))
 
 
 def highlighted(item: dict, prediction: dict) -> str:
@@ -208,17 +269,23 @@ def argument_frames(predictions: dict, labels: tuple[str, ...], seeds: list[int]
     (label, seed, dataset)."""
     out = []
     for seed in seeds:
-        frame = argument_frame({label: predictions[(label, seed, dataset)] for label in labels}, items, seed=seed)
+        frame = argument_frame({label: predictions[(label, seed, dataset)] for label in labels}, items)
         frame["seed"] = seed
         out.append(frame)
     return pd.concat(out, ignore_index=True)
 
 
-def seed_paired_gap(frame: pd.DataFrame, first: str, second: str, measure: str = "recall") -> dict:
-    """``paired_gap`` over a frame of several seeds: paired by (seed, question), the same
-    question under each seed's models."""
-    keyed = frame.assign(question=frame["seed"].astype(str) + ":" + frame["question"].astype(str))
-    return paired_gap(keyed, measure, first, second)
+def method_effect(frame: pd.DataFrame, first: str, second: str, measure: str = "recall") -> dict:
+    """``seed_item_effect`` of ``measure`` (in percent) for method ``first`` minus ``second`` over an
+    ``argument_frames`` frame: paired by question within each seed, the same questions resampled
+    for every seed."""
+    def values(method: str) -> pd.Series:
+        part = frame[frame["method"] == method]
+        if part.empty:
+            raise ValueError(f"no rows for method {method!r}; methods: {sorted(frame['method'].unique())}")
+        return 100 * part.set_index(["seed", "question"])[measure].astype(float)
+
+    return seed_item_effect(values(first), values(second))
 
 
 # Chapter 7: query focus of the non-target summariser --------------------------------------------
@@ -293,14 +360,16 @@ def focus_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def focus_difference(frame: pd.DataFrame, measure: str, first: tuple[str, str], second: tuple[str, str]) -> dict:
-    """Mean of ``measure`` under ``first`` minus under ``second`` ((model, input) each), paired by
-    question, in percent, with its 95% bootstrap interval."""
+    """Mean of ``measure`` under ``first`` minus under ``second`` ((model, input) each), in percent,
+    paired by passage (its two questions averaged) within each seed, with its 95% interval over
+    seeds and passages (``seed_item_effect``; a frame without a ``seed`` column is one seed)."""
+    frame = frame if "seed" in frame else frame.assign(seed=0)
+
     def values(model: str, kind: str) -> pd.Series:
         part = frame[(frame["model"] == model) & (frame["input"] == kind)]
         if part.empty:
             raise ValueError(f"no rows for model {model!r} and input {kind!r}: models "
                              f"{sorted(frame['model'].unique())}, inputs {list(INPUTS)}")
-        keys = [c for c in ("seed", "passage", "question_index") if c in part]
-        return part.set_index(keys)[measure].astype(float)
+        return 100 * part.groupby(["seed", "passage"])[measure].mean().astype(float)
 
-    return metrics.paired_difference(100 * values(*first), 100 * values(*second))
+    return seed_item_effect(values(*first), values(*second))

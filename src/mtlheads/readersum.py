@@ -136,7 +136,7 @@ def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
 
 EXPERIMENT = multihead.Experiment("readersum", ReaderSumConfig, heads, training_examples,
                                   lambda config: {"squad+scitldr": sources.data_version("SQuAD", "scitldr")},
-                                  (TASKS, ("summ",)), __name__)
+                                  ({"tasks": TASKS}, {"tasks": ("summ",)}), __name__)
 # build(config, encoder=None), train(config, progress, encoder), train_cached(config, progress),
 # load(result), profile_configs(knobs): the multi-task model and the summarisation-only control
 build, train, train_cached, load = EXPERIMENT.build, EXPERIMENT.train, EXPERIMENT.train_cached, EXPERIMENT.load
@@ -184,8 +184,19 @@ def answer(model: MultiTaskModel, questions: list[dict], max_source: int, batch_
 
 def rouge_scores(model: MultiTaskModel, documents: list[dict], max_source: int, progress: bool = True,
                  **generation) -> dict[str, float]:
-    """ROUGE-1/2/L F (percent) of the summaries of SciTLDR ``documents`` against their gold summaries."""
+    """ROUGE-1/2/L F (percent) of the summaries of SciTLDR ``documents`` against their gold
+    summaries, with their ``metrics.summary_quality`` (distinct summaries, repeated words)."""
     summaries = summarize(model, [(d["document"], None) for d in documents], max_source, progress=progress,
                           desc="SciTLDR summaries", **generation)
-    scores = [metrics.rouge(s, d["summaries"]) for s, d in zip(summaries, documents)]
+    return {**summary_rouge(summaries, documents), **metrics.summary_quality(summaries)}
+
+
+def summary_rouge(summaries: list[str], documents: list[dict]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F (percent) of ``summaries`` against the ``documents``' gold summaries."""
+    scores = [metrics.rouge(s, d["summaries"]) for s, d in zip(summaries, documents, strict=True)]
     return {name: 100 * float(np.mean([s[name] for s in scores])) for name in ("rouge1", "rouge2", "rougeL")}
+
+
+def lead_rouge(documents: list[dict]) -> dict[str, float]:
+    """ROUGE of the lead-sentence baseline: each SciTLDR document's first sentence as its summary."""
+    return summary_rouge([d["sentences"][0] if d["sentences"] else "" for d in documents], documents)

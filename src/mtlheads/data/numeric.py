@@ -6,8 +6,11 @@
 ("1,200 soldiers"), the word the questions use to name it.
 
 ``questions`` writes templated arithmetic questions over a passage, each with its answer, its
-operation and its gold arguments (the mentions used). A template is used only where the
-passage gives what it needs, so a passage with no suitable numbers gets no question.
+operation and its gold arguments (the mentions used). No question names a number it uses: it
+names what the numbers count ("How many soldiers ... in total?") or the events the years date
+(two of the passage's own questions answered by years). A template is used only where the
+passage gives what it needs, and a question only where the passage also has a number it does
+not use, so a passage with no suitable numbers gets no question.
 
 ``gsm8k`` reads GSM8K problems; a problem's gold arguments are the operands of its calculator
 annotations ``<<a op b = c>>`` that occur in the question text.
@@ -15,6 +18,7 @@ annotations ``<<a op b = c>>`` that occur in the question text.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -138,22 +142,25 @@ class Question:
     operation: str  # one of OPERATIONS
     arguments: tuple[Mention, ...]  # in the order the operation uses them
     template: str
+    # "years between": the questions naming the two events with the years that date them, as named
+    events: tuple[tuple[str, Mention], ...] = ()
 
     @property
     def answer_text(self) -> str:
         return format_number(self.answer)
 
 
-def questions(passage: str) -> list[Question]:
-    """The arithmetic questions the templates can phrase over ``passage`` (at most one per
-    template and pair of units)."""
+def questions(passage: str, asked: tuple[tuple[str, str], ...] = ()) -> list[Question]:
+    """The arithmetic questions the templates can phrase over ``passage``, none naming a number of
+    its arguments: the question names what the numbers count, or the events the years date.
+
+    ``asked`` are the passage's own questions with their answers ((question, answer) pairs, say
+    SQuAD's): two of them answered by different years of the passage give "How many years passed
+    between the answers to "..." and "..."?". A question is kept only where the passage also
+    has a number that is not one of its arguments (a distractor), so that taking every number
+    of the passage is not the answer's arguments."""
     found = mentions(passage)
-    out = []
-    years = list({m.value: m for m in found if m.kind == "year"}.values())  # first mention of each year
-    if len(years) >= 2:
-        a, b = sorted(years[:2], key=lambda m: m.value)
-        out.append(Question(f"How many years passed between {a.shown} and {b.shown}?", b.value - a.value,
-                            "difference", (b, a), "years between"))
+    out = _years_between(found, asked)
     # A bare four-digit count in the years' range ("2005 dollars", "the 2005 series") is more
     # likely a year than a count: no question uses it.
     counts = [m for m in found if m.kind == "count" and m.unit and not _year_like(m)]
@@ -175,7 +182,39 @@ def questions(passage: str) -> list[Question]:
             more, fewer = (a, b) if a.value > b.value else (b, a)
             out.append(Question(f"How many more {more.unit} than {fewer.unit} were there?", more.value - fewer.value,
                                 "difference", (more, fewer), "more than"))
-    return out
+            out.append(Question(f"How many {a.unit} and {b.unit} were there in total?", a.value + b.value, "sum",
+                                (a, b), "listed total"))
+    values = {m.value for m in found}
+    return [q for q in out if values - {m.value for m in q.arguments}]
+
+
+YEARS_BETWEEN = "How many years passed between the answers to \"{}\" and \"{}\"?"
+PAIRS_PER_PASSAGE = 3  # "years between" questions from one passage's asked questions, at most
+
+
+def _years_between(found: list[Mention], asked) -> list[Question]:
+    """Questions on the years between two events, each named by an ``asked`` question (``_dated``)."""
+    dated = _dated(found, asked)
+    return [_years_question(*pair) for pair in list(itertools.combinations(dated.items(), 2))[:PAIRS_PER_PASSAGE]]
+
+
+def _dated(found: list[Mention], asked) -> dict[str, Mention]:
+    """The ``asked`` questions answered by a year of the passage and naming no number, each with
+    the first mention of its year (one question per year)."""
+    years = {m.value: m for m in reversed([m for m in found if m.kind == "year"])}  # first mention of each year
+    dated: dict[str, Mention] = {}
+    for question, answer in asked:
+        answer = answer.strip()
+        value = parse_number(answer) if re.fullmatch(r"\d{4}", answer) else None
+        if value in years and years[value] not in dated.values() and not mentions(question):
+            dated[" ".join(question.split())] = years[value]
+    return dated
+
+
+def _years_question(first: tuple[str, Mention], second: tuple[str, Mention]) -> Question:
+    later, earlier = sorted((first[1], second[1]), key=lambda m: -m.value)
+    return Question(YEARS_BETWEEN.format(first[0], second[0]), later.value - earlier.value, "difference",
+                    (later, earlier), "years between", (first, second))
 
 
 def _year_like(m: Mention) -> bool:
@@ -194,21 +233,21 @@ COUNTERFACTUALS = {"order swapped": "same answer, same arguments",
                    "another year": "new answer, one new argument"}
 
 
-def counterfactuals(question: Question, passage: str) -> list[tuple[str, Question]]:
-    """Edits of a generated question (``COUNTERFACTUALS``): the years named in the other order; "more
-    A than B" asked as "fewer B than A"; the later year replaced by another year of the passage
-    (the first one not yet used), which changes the answer and one argument."""
+def counterfactuals(question: Question, passage: str, asked=()) -> list[tuple[str, Question]]:
+    """Edits of a generated question (``COUNTERFACTUALS``): the two events named in the other
+    order; "more A than B" asked as "fewer B than A"; the later year's event replaced by another
+    event of ``asked`` dated by the passage (the first not yet used), which changes the answer and
+    one argument."""
     out = []
     if question.template == "years between":
+        first, second = question.events
+        out.append(("order swapped", _years_question(second, first)))
         later, earlier = question.arguments
-        out.append(("order swapped", Question(f"How many years passed between {later.shown} and {earlier.shown}?",
-                                              question.answer, "difference", question.arguments, question.template)))
-        used = {later.value, earlier.value}
-        other = next((m for m in mentions(passage) if m.kind == "year" and m.value not in used), None)
+        dated = _dated(mentions(passage), asked)
+        other = next(((q, m) for q, m in dated.items() if m.value not in (later.value, earlier.value)), None)
         if other is not None:
-            a, b = sorted((earlier, other), key=lambda m: m.value)
-            out.append(("another year", Question(f"How many years passed between {a.shown} and {b.shown}?",
-                                                 b.value - a.value, "difference", (b, a), question.template)))
+            kept = next(pair for pair in question.events if pair[1] == earlier)
+            out.append(("another year", _years_question(kept, other)))
     elif question.template == "more than":
         more, fewer = question.arguments
         out.append(("more -> fewer, roles swapped",

@@ -90,3 +90,31 @@ def word_span(text: str, start: int, end: int) -> tuple[int, int]:
     while end > start and text[end - 1] in ".,;:!?\"')]}":
         end -= 1
     return start, end
+
+
+def window(tokenizer, first: str, second: str, spans: list[tuple[int, int]], max_length: int) -> tuple[int, int] | None:
+    """The character range ``(start, end)`` of ``second`` that ``first [SEP] second[start:end]``
+    fits in ``max_length`` subwords with, holding every character span of ``spans`` and centred
+    on them, cut at word boundaries; the whole text when it fits; None when the spans alone do not
+    fit. Chapters 6-8 cut a passage to the window around what a question is about."""
+    if not spans:
+        raise ValueError("window needs at least one span to hold")
+    room = max_length - len(tokenizer(first, add_special_tokens=False)["input_ids"]) - 3  # [CLS] first [SEP] ... [SEP]
+    offsets = tokenizer(second, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    if len(offsets) <= room:
+        return 0, len(second)
+    low, high = min(s for s, _ in spans), max(e for _, e in spans)
+    inside = [i for i, (s, e) in enumerate(offsets) if s < high and e > low]
+    if not inside or inside[-1] - inside[0] + 1 > room:
+        return None
+    begin = max(0, min(inside[0] - (room - (inside[-1] - inside[0] + 1)) // 2, len(offsets) - room))
+    last = begin + room - 1
+    start, end = offsets[begin][0], offsets[last][1]
+    # whole words only: a window starting or ending inside a word gives it up
+    while start > 0 and start < low and not second[start - 1].isspace():
+        begin += 1
+        start = offsets[begin][0]
+    while end < len(second) and end > high and not second[end].isspace():
+        last -= 1
+        end = offsets[last][1]
+    return start, end
