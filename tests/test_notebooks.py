@@ -161,7 +161,7 @@ RANGES = {
         "ch7_qa_examples": (24, 24),
         "ch7_summ_examples": (24, 24),
         "ch7_multi_steps": (6, 6),  # 48 mixed examples, batches of 8
-        "ch7_control_steps": (3, 3),
+        "ch7_control_steps": (6, 6),  # the exposure control: the same inputs
         "ch7_output_vocab": (2000, 2000),
         "ch7_held_out_questions": (2500, 3700),  # 30% of SQuAD dev's 48 articles
         **{f"ch7_{m}_{r}": (0.0, 100.0) for m in ("multi", "control") for r in ("rouge1", "rouge2", "rougeL")},
@@ -173,7 +173,10 @@ RANGES = {
         "ch7_qa_f1": (0.0, 100.0),
         "ch7_passages": (6, 6),
         **{f"ch7_{e}": (-100.0, 100.0) for e in ("multi_ask", "control_ask", "multi_focus", "control_focus",
-                                                "recall_gap", "contains_gap", "focus_gap", "sensitivity_gap")},
+                                                "recall_gap", "contains_gap", "focus_gap", "sensitivity_gap",
+                                                "recall_over_lead_gap", "multi_over_lead", "control_over_lead",
+                                                "multi_over_sentence", "control_over_sentence", "sentence_focus")},
+        "ch7_control_qa_f1": (0.0, 100.0),
         **{f"ch7_{m}_{x}": (0.0, 100.0) for m in ("multi", "control")
            for x in ("contains_ask", "contains_alone", "sensitivity")},
     },

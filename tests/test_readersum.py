@@ -1,5 +1,6 @@
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -195,3 +196,73 @@ def test_the_lead_baseline_summarises_each_document_by_its_first_sentence():
     assert lead["rouge1"] == pytest.approx(100 * sum(by_hand) / len(by_hand))
     copied = [{**d, "summaries": [d["sentences"][0]]} for d in documents]  # a gold summary that is the lead
     assert readersum.lead_rouge(copied)["rouge1"] == pytest.approx(100.0)
+
+
+def test_the_exposure_control_answers_each_question_with_another_of_its_passage(tiny, monkeypatch):
+    questions = squad.load()[:400]
+    pairs = readersum.shuffled_answers(questions, seed=3)
+    assert len(pairs) >= 0.9 * len(questions)  # most passages have questions with other answers
+    assert [own for own, _ in pairs] == [q for q in questions if any(own is q for own, _ in pairs)]  # in order
+    for own, s in pairs:
+        assert (s["context"], s["question"]) == (own["context"], own["question"])
+        assert s["context"][s["answer_start"]:].startswith(s["answers"][0])
+        a, b = (metrics.normalize_answer(x) for x in (own["answers"][0], s["answers"][0]))
+        assert a not in b and b not in a  # never its own answer, nor one that contains it
+        assert any(o["answers"][0] == s["answers"][0] for o in questions if o["context"] == s["context"])
+    assert readersum.shuffled_answers(questions, seed=3) == pairs  # seeded
+    lone = [{**questions[0], "context": "A passage with a single question."}]
+    assert readersum.shuffled_answers(lone, seed=0) == []
+
+    monkeypatch.setattr(readersum, "squad_parts", lambda config: (questions, []))
+    common = dict(qa_examples=30, summ_examples=10, max_source=96, max_summary=16, seed=2)
+    gold = readersum.training_examples(readersum.ReaderSumConfig(**common), tiny.tokenizer)
+    control = readersum.training_examples(readersum.ReaderSumConfig(qa_answers="shuffled", **common), tiny.tokenizer)
+    assert sum(e["task"] == "qa" for e in control) == sum(e["task"] == "qa" for e in gold) == 30
+    assert [e["input_ids"] for e in control] == [e["input_ids"] for e in gold]  # the same inputs, in order
+    assert [e for e in control if e["task"] == "summ"] == [e for e in gold if e["task"] == "summ"]
+    qa = [(g, c) for g, c in zip(gold, control) if g["task"] == "qa"]
+    assert sum((g["start"], g["end"]) != (c["start"], c["end"]) for g, c in qa) >= 25  # other answers
+    assert readersum.ReaderSumConfig(qa_answers="shuffled").label == "QA + summarisation (shuffled answers)"
+    with pytest.raises(ValueError, match="shuffled.*needs the qa task"):
+        readersum.ReaderSumConfig(tasks=("summ",), qa_answers="shuffled")
+    with pytest.raises(ValueError, match="'other'"):
+        readersum.ReaderSumConfig(qa_answers="other")
+
+
+def test_extractive_baselines_take_the_summarys_length_from_the_lead_or_the_question_sentence():
+    context = "The fort was built in 1820. Its walls are stone. General Reed took it in 1862 after a siege."
+    assert nontarget.sentences(context) == ["The fort was built in 1820.", "Its walls are stone.",
+                                            "General Reed took it in 1862 after a siege."]
+    assert nontarget.question_sentence(context, "Who took the fort after a siege?") == 2
+    assert nontarget.question_sentence(context, "What colour is the sky?") == 0  # no overlap: the first
+    assert nontarget.extract(context, 3) == "The fort was"
+    assert nontarget.extract(context, 7, 1) == "Its walls are stone. General Reed took"  # runs on
+    assert nontarget.extract(context, 0, 2) == "" and nontarget.extract(context, 99, 2).endswith("siege.")
+
+
+def test_query_focus_scores_same_length_baselines_beside_each_summary(tiny, monkeypatch):
+    model = readersum.build(readersum.ReaderSumConfig(decoder_layers=1, max_summary=12), encoder=tiny)
+    pairs = [{"context": "The fort was built in 1820. Its walls are stone. General Reed took it in 1862 after a siege.",
+              "title": "t", "questions": [{"question": "Who took the fort after a siege?", "answers": ["General Reed"]},
+                                          {"question": "When was the fort built?", "answers": ["1820"]}]}]
+    monkeypatch.setattr(readersum, "summarize", lambda model, inputs, max_source, **kw: ["a b c d"] * len(inputs))
+    frame = nontarget.query_focus(model, pairs, 64, "m", progress=False)
+    first = frame[(frame["question_index"] == 0) & (frame["input"] == "question + context")].iloc[0]
+    assert first["words"] == 4
+    assert first["lead_answer_recall"] == 0.0  # "The fort was built": not the general
+    assert first["sentence_answer_recall"] == 1.0  # "General Reed took it"
+    assert first["sentence_other_answer_recall"] == 0.0
+    second = frame[(frame["question_index"] == 1) & (frame["input"] == "question + context")].iloc[0]
+    assert second["sentence_answer_recall"] == 0.0  # "The fort was built": the year is the fifth word
+    monkeypatch.setattr(readersum, "summarize", lambda model, inputs, max_source, **kw: ["a b c d e f"] * len(inputs))
+    longer = nontarget.query_focus(model, pairs, 64, "m", progress=False)
+    assert longer.iloc[2]["lead_answer_recall"] == 1.0  # six words of lead reach 1820
+
+
+def test_focus_difference_without_a_second_side_is_the_level_against_zero():
+    rows = [{"model": "m", "input": "question + context", "seed": seed, "passage": p, "x": 0.1 * p + 0.01 * seed}
+            for seed in (1, 2) for p in range(6)]
+    frame = pd.DataFrame(rows)
+    level = nontarget.focus_difference(frame, "x", ("m", "question + context"))
+    assert level["difference"] == pytest.approx(100 * frame["x"].mean())
+    assert level["low"] < level["difference"] < level["high"] and level["n"] == 2 and level["items"] == 6

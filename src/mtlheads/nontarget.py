@@ -20,6 +20,7 @@ import collections
 import itertools
 import math
 import random
+import re
 
 import numpy as np
 import pandas as pd
@@ -317,6 +318,25 @@ def _distinct_answers(a: dict, b: dict) -> bool:
     return bool(x) and bool(y) and x not in y and y not in x
 
 
+def sentences(text: str) -> list[str]:
+    """``text`` split after each ., ! or ? that ends a word before white space."""
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+
+
+def question_sentence(context: str, question: str) -> int:
+    """Index of the sentence of ``context`` that holds most of ``question``'s content words (the
+    first such sentence on a tie)."""
+    wanted = metrics.content_words(question)
+    overlaps = [len(wanted & metrics.content_words(s)) for s in sentences(context)]
+    return int(np.argmax(overlaps)) if overlaps else 0
+
+
+def extract(context: str, words: int, start_sentence: int = 0) -> str:
+    """The first ``words`` words of ``context`` from its sentence ``start_sentence`` on (running into
+    the next sentences where that one is shorter): an extractive baseline of a given length."""
+    return " ".join(" ".join(sentences(context)[start_sentence:]).split()[:max(words, 0)])
+
+
 def query_focus(model: MultiTaskModel, pairs: list[dict], max_source: int, label: str, progress: bool = True,
                 **generation) -> pd.DataFrame:
     """One row per (passage, question, input) for ``pairs`` from ``paired_questions``: the
@@ -324,7 +344,10 @@ def query_focus(model: MultiTaskModel, pairs: list[dict], max_source: int, label
     question's gold answer, the share of the answer's content words it contains (and of the other
     question's answer), its overlap with the question's content words, its length in words, and
     (on question inputs) its query sensitivity: 1 - ROUGE-L between the summaries of the
-    passage's two questions."""
+    passage's two questions. Two extractive baselines of the summary's own length, in words, are
+    scored the same way (answer recall, and the other answer's): the passage's lead, and the text
+    from the sentence that shares most content words with the question (``question_sentence``),
+    so that a longer summary's recall can be told from a better one's."""
     inputs = [(q["question"], p["context"]) for p in pairs for q in p["questions"]] + [(p["context"], None) for p in pairs]
     summaries = readersum.summarize(model, inputs, max_source, progress=progress, desc=f"summaries ({label})", **generation)
     asked, alone = summaries[:2 * len(pairs)], summaries[2 * len(pairs):]
@@ -334,14 +357,21 @@ def query_focus(model: MultiTaskModel, pairs: list[dict], max_source: int, label
         sensitivity = metrics.query_sensitivity(*mine)
         for j, q in enumerate(p["questions"]):
             other = p["questions"][1 - j]
+            start = question_sentence(p["context"], q["question"])
             for kind, summary, varies in ((INPUTS[0], mine[j], sensitivity), (INPUTS[1], alone[i], float("nan"))):
+                words = len(summary.split())
+                lead, sentence = extract(p["context"], words), extract(p["context"], words, start)
                 rows.append({"model": label, "passage": i, "question_index": j, "input": kind,
                              "question": q["question"], "answer": q["answers"][0], "summary": summary,
                              "contains_answer": metrics.contains_answer(summary, q["answers"]),
                              "answer_recall": metrics.answer_recall(summary, q["answers"]),
                              "other_answer_recall": metrics.answer_recall(summary, other["answers"]),
                              "question_overlap": metrics.question_overlap(summary, q["question"]),
-                             "words": len(summary.split()), "query_sensitivity": varies})
+                             "words": words, "query_sensitivity": varies,
+                             "lead_answer_recall": metrics.answer_recall(lead, q["answers"]),
+                             "lead_other_answer_recall": metrics.answer_recall(lead, other["answers"]),
+                             "sentence_answer_recall": metrics.answer_recall(sentence, q["answers"]),
+                             "sentence_other_answer_recall": metrics.answer_recall(sentence, other["answers"])})
     return pd.DataFrame(rows)
 
 
@@ -350,7 +380,9 @@ FOCUS_MEASURES = {"contains_answer": "contains the gold answer (%)",
                   "other_answer_recall": "other question's answer words recalled (%)",
                   "question_overlap": "question content words in the summary (%)",
                   "query_sensitivity": "query sensitivity, 1 - ROUGE-L (%)",
-                  "words": "length (words)"}
+                  "words": "length (words)",
+                  "lead_answer_recall": "same-length lead: answer words recalled (%)",
+                  "sentence_answer_recall": "same-length question sentence: answer words recalled (%)"}
 
 
 def focus_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -359,10 +391,12 @@ def focus_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns="n", errors="ignore")
 
 
-def focus_difference(frame: pd.DataFrame, measure: str, first: tuple[str, str], second: tuple[str, str]) -> dict:
-    """Mean of ``measure`` under ``first`` minus under ``second`` ((model, input) each), in percent,
-    paired by passage (its two questions averaged) within each seed, with its 95% interval over
-    seeds and passages (``seed_item_effect``; a frame without a ``seed`` column is one seed)."""
+def focus_difference(frame: pd.DataFrame, measure: str, first: tuple[str, str],
+                     second: tuple[str, str] | None = None) -> dict:
+    """Mean of ``measure`` under ``first`` minus under ``second`` ((model, input) each; None: its level
+    against zero), in percent, paired by passage (its two questions averaged) within each seed, with
+    its 95% interval over seeds and passages (``seed_item_effect``; a frame without a ``seed``
+    column is one seed)."""
     frame = frame if "seed" in frame else frame.assign(seed=0)
 
     def values(model: str, kind: str) -> pd.Series:
@@ -372,4 +406,5 @@ def focus_difference(frame: pd.DataFrame, measure: str, first: tuple[str, str], 
                              f"{sorted(frame['model'].unique())}, inputs {list(INPUTS)}")
         return 100 * part.groupby(["seed", "passage"])[measure].mean().astype(float)
 
-    return seed_item_effect(values(*first), values(*second))
+    mine = values(*first)
+    return seed_item_effect(mine, values(*second) if second is not None else 0 * mine)

@@ -3,8 +3,11 @@
 The model is a shared encoder with an extractive QA head (``SpanQAHead``) and a summarisation
 head (``GenerativeHead``). QA inputs are ``question [SEP] context``; summarisation inputs are
 the document alone. Training batches mix the two tasks: one encoder pass over the batch, each
-example's states go to its own head and loss. The control is the same architecture trained on
-summarisation only. At evaluation the summarisation head is also given SQuAD inputs it never
+example's states go to its own head and loss. The control (``qa_answers="shuffled"``) is the
+same model trained on the same inputs, SQuAD passages and questions included, with each QA
+answer taken from another question of the same passage: its encoder sees the passages and the
+questions as much, and learns which spans of a passage are answers, but not which span a
+question asks for (an exposure control; a summarisation-only model is ``tasks=("summ",)``). At evaluation the summarisation head is also given SQuAD inputs it never
 saw in training (``question [SEP] context``, and the context alone): its non-target outputs.
 """
 
@@ -26,20 +29,22 @@ from mtlheads.heads import GenerativeHead, SpanQAHead
 from mtlheads.model import MultiTaskModel
 
 TASKS = ("qa", "summ")
+ANSWERS = ("gold", "shuffled")  # the QA answers trained on: the questions' own, or the exposure control's
 
 
 # The config's fields and their valid values (also a profile's ``readersum`` section's).
 RULES = {**multihead.RUN_RULES, "qa_examples": Knob("int", low=1, nullable=True),
          "summ_examples": Knob("int", low=1, nullable=True), "max_summary": Knob("int", low=3), "copy": Knob("bool"),
-         "output_vocab": Knob("int", low=1, nullable=True)}
+         "output_vocab": Knob("int", low=1, nullable=True), "qa_answers": Knob("str", choices=ANSWERS)}
 
 
 @dataclass(frozen=True)
 class ReaderSumConfig:
-    """One training run. ``tasks`` is ``("qa", "summ")`` (the multi-task model) or ``("summ",)``
-    (the control)."""
+    """One training run. ``tasks`` is ``("qa", "summ")`` (the multi-task model; with
+    ``qa_answers="shuffled"``, its exposure control) or ``("summ",)`` (summarisation alone)."""
 
     tasks: tuple[str, ...] = TASKS
+    qa_answers: str = "gold"  # "shuffled": each answer another question's of its passage (``training_examples``)
     encoder: str = "minilm"
     seed: int = 1
     qa_examples: int | None = None  # SQuAD questions from the training articles (None: all)
@@ -64,17 +69,21 @@ class ReaderSumConfig:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or "summ" not in self.tasks:
             raise ValueError(f"tasks must include 'summ' and come from {TASKS}, not {self.tasks!r}")
+        if self.qa_answers == "shuffled" and "qa" not in self.tasks:
+            raise ValueError(f"qa_answers='shuffled' needs the qa task, not tasks={self.tasks!r}")
         check_fields(self, RULES)
         devices.settle(self)
 
     @property
     def label(self) -> str:
-        return "QA + summarisation" if "qa" in self.tasks else "summarisation only"
+        if "qa" not in self.tasks:
+            return "summarisation only"
+        return "QA + summarisation" + (" (shuffled answers)" if self.qa_answers == "shuffled" else "")
 
 
 def heads(encoder, config: ReaderSumConfig) -> tuple[dict[str, nn.Module], dict]:
-    """The QA head and the summarisation head, each trained on the examples of its own task (the
-    control has the same architecture; it sees no QA example)."""
+    """The QA head and the summarisation head, each trained on the examples of its own task (every
+    control has the same architecture)."""
     vocab = None if config.output_vocab is None else summary_vocabulary(encoder.tokenizer, config.output_vocab)
     return {"qa": SpanQAHead(encoder.hidden_size),
             "summ": GenerativeHead(encoder, config.decoder_layers, config.max_summary, copy=config.copy,
@@ -116,7 +125,35 @@ def squad_parts(config: ReaderSumConfig) -> tuple[list[dict], list[dict]]:
     return squad.split_by_article(squad.load(), config.eval_share)
 
 
+def shuffled_answers(questions: list[dict], seed: int) -> list[tuple[dict, dict]]:
+    """``(question, control)`` for each of ``questions`` (SQuAD's) whose passage has another
+    question with a different answer (neither normalised answer contains the other): ``control``
+    is the question given such an answer, drawn at random. The QA targets of the exposure control;
+    both models train on the same questions (``training_examples``)."""
+    by_context: dict[str, list[dict]] = collections.defaultdict(list)
+    for q in questions:
+        by_context[q["context"]].append(q)
+    rng = random.Random(seed)
+    out = []
+    for q in questions:
+        others = [o for o in by_context[q["context"]] if _different(q["answers"][0], o["answers"][0])]
+        if others:
+            other = rng.choice(others)
+            out.append((q, {**q, "answers": [other["answers"][0]], "answer_start": other["answer_start"]}))
+    return out
+
+
+def _different(a: str, b: str) -> bool:
+    x, y = metrics.normalize_answer(a), metrics.normalize_answer(b)
+    return bool(x) and bool(y) and x not in y and y not in x
+
+
 def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
+    """The SciTLDR-A abstracts and (with QA) the SQuAD questions of the training articles,
+    shuffled. The questions are those whose passage has another answer (``shuffled_answers``) and
+    whose own and other answer both fit the input, for both models, so that the exposure control
+    (``qa_answers="shuffled"``) sees the same inputs, each question's answer another question's of
+    the same passage."""
     rng = random.Random(config.seed)
     examples = []
     docs = scitldr.load("train")
@@ -124,9 +161,13 @@ def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
     for d in docs[:config.summ_examples]:
         examples.append(summ_example(tokenizer, d["document"], d["summaries"][0], config.max_source, config.max_summary))
     if "qa" in config.tasks:
-        train_questions = squad_parts(config)[0]
-        rng.shuffle(train_questions)
-        made = (qa_example(tokenizer, q, config.max_source) for q in train_questions)
+        both = shuffled_answers(squad_parts(config)[0], config.seed)
+        rng.shuffle(both)
+        shuffled = config.qa_answers == "shuffled"
+        # a question is used only where both its answers fit the input, so both models see it
+        made = (None if None in made else made[shuffled] for made in
+                ((qa_example(tokenizer, own, config.max_source), qa_example(tokenizer, other, config.max_source))
+                 for own, other in both))
         examples += multihead.first_made(made, config.qa_examples)
     rng.shuffle(examples)
     return examples
@@ -136,9 +177,9 @@ def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
 
 EXPERIMENT = multihead.Experiment("readersum", ReaderSumConfig, heads, training_examples,
                                   lambda config: {"squad+scitldr": sources.data_version("SQuAD", "scitldr")},
-                                  ({"tasks": TASKS}, {"tasks": ("summ",)}), __name__)
+                                  ({"tasks": TASKS}, {"tasks": TASKS, "qa_answers": "shuffled"}), __name__)
 # build(config, encoder=None), train(config, progress, encoder), train_cached(config, progress),
-# load(result), profile_configs(knobs): the multi-task model and the summarisation-only control
+# load(result), profile_configs(knobs): the multi-task model and its exposure control (shuffled answers)
 build, train, train_cached, load = EXPERIMENT.build, EXPERIMENT.train, EXPERIMENT.train_cached, EXPERIMENT.load
 profile_configs = EXPERIMENT.profile_configs
 
