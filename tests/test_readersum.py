@@ -266,3 +266,36 @@ def test_focus_difference_without_a_second_side_is_the_level_against_zero():
     level = nontarget.focus_difference(frame, "x", ("m", "question + context"))
     assert level["difference"] == pytest.approx(100 * frame["x"].mean())
     assert level["low"] < level["difference"] < level["high"] and level["n"] == 2 and level["items"] == 6
+
+
+def test_a_window_holds_the_answer_and_moves_its_offset(tiny):
+    questions = squad.load()[:200]
+    long = max(questions, key=lambda q: len(q["context"]))
+    cut = readersum.windowed(long, tiny.tokenizer, 64)
+    assert cut is not None and len(cut["context"]) < len(long["context"]) and cut["context"] in long["context"]
+    assert cut["context"][cut["answer_start"]:].startswith(long["answers"][0])
+    assert len(readersum.qa_example(tiny.tokenizer, cut, 64)["input_ids"]) <= 64
+    assert readersum.windowed(long, tiny.tokenizer, 4096) == long  # fits whole: unchanged
+    far = [(0, 5), (len(long["context"]) - 5, len(long["context"]))]  # both ends of a long passage
+    assert readersum.windowed(long, tiny.tokenizer, 64, far) is None
+    kept = readersum.window_questions(questions, tiny.tokenizer, 64)
+    assert 0 < len(kept) <= len(questions)
+    assert all(q["context"][q["answer_start"]:].startswith(q["answers"][0]) for q in kept)
+
+
+def test_windowed_pairs_hold_both_answers_in_one_window(tiny):
+    held_out = squad.split_by_article(squad.load(), 0.3)[1]
+    pairs = nontarget.paired_questions(held_out, contexts=40, seed=0)
+    cut = nontarget.windowed_pairs(pairs, tiny.tokenizer, 96)
+    assert 0 < len(cut) < len(pairs)  # some passages' two answers lie too far apart for 96 subwords
+    for p in cut:
+        assert p["context"] in next(o["context"] for o in pairs if o["title"] == p["title"] and p["context"] in o["context"])
+        for q in p["questions"]:
+            assert q["context"] == p["context"] and p["context"][q["answer_start"]:].startswith(q["answers"][0])
+            assert len(pairs_encode(tiny.tokenizer, q["question"], p["context"])) <= 96
+
+
+def pairs_encode(tokenizer, first, second):
+    from mtlheads.data import pairs
+
+    return pairs.encode(tokenizer, first, second, 100_000).input_ids

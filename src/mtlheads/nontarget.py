@@ -313,6 +313,24 @@ def paired_questions(questions: list[dict], contexts: int | None, seed: int = 0)
     return out[:contexts]
 
 
+def windowed_pairs(pairs: list[dict], tokenizer, max_source: int) -> list[dict]:
+    """Each passage of ``paired_questions`` cut to one window that holds both its questions'
+    answers, with room for the longer question (``readersum.windowed``), the answers' offsets moved
+    with it; passages whose answers do not fit one window are left out."""
+    out = []
+    for p in pairs:
+        first, second = p["questions"]
+        longer = max(p["questions"], key=lambda q: len(tokenizer(q["question"], add_special_tokens=False)["input_ids"]))
+        cut = readersum.windowed(longer, tokenizer, max_source,
+                                 [readersum.answer_span(first), readersum.answer_span(second)])
+        if cut is None:
+            continue
+        shift = longer["answer_start"] - cut["answer_start"]
+        questions = [{**q, "context": cut["context"], "answer_start": q["answer_start"] - shift} for q in (first, second)]
+        out.append({**p, "context": cut["context"], "questions": questions})
+    return out
+
+
 def _distinct_answers(a: dict, b: dict) -> bool:
     x, y = (metrics.normalize_answer(q["answers"][0]) for q in (a, b))
     return bool(x) and bool(y) and x not in y and y not in x

@@ -104,6 +104,28 @@ def qa_example(tokenizer, question: dict, max_source: int) -> dict | None:
             "end": place[1], "task": "qa"}
 
 
+def answer_span(question: dict) -> tuple[int, int]:
+    """The character span of a SQuAD question's first answer in its context."""
+    return question["answer_start"], question["answer_start"] + len(question["answers"][0])
+
+
+def windowed(question: dict, tokenizer, max_source: int, spans: list[tuple[int, int]] | None = None) -> dict | None:
+    """``question`` with its context cut to the window of at most ``max_source`` subwords with the
+    question (``pairs.window``) that holds ``spans`` (None: its answer), ``answer_start`` moved with
+    it; None where they do not fit. Chapter 7 trains and evaluates on such windows."""
+    cut = pairs.window(tokenizer, question["question"], question["context"], spans or [answer_span(question)],
+                       max_source)
+    if cut is None:
+        return None
+    start, end = cut
+    return {**question, "context": question["context"][start:end], "answer_start": question["answer_start"] - start}
+
+
+def window_questions(questions: list[dict], tokenizer, max_source: int) -> list[dict]:
+    """``windowed`` of each question around its answer, those that fit, in order."""
+    return [w for w in (windowed(q, tokenizer, max_source) for q in questions) if w is not None]
+
+
 def summary_vocabulary(tokenizer, size: int) -> torch.Tensor:
     """Ids of the ``size`` most frequent subwords of the SciTLDR-A training summaries, with
     [CLS] and [SEP]."""
@@ -143,6 +165,17 @@ def shuffled_answers(questions: list[dict], seed: int) -> list[tuple[dict, dict]
     return out
 
 
+def _window_pair(tokenizer, own: dict, other: dict, max_source: int) -> tuple[dict | None, dict | None]:
+    """The QA examples of a question with its own answer and with another, over the same window
+    (holding both answers)."""
+    cut = windowed(own, tokenizer, max_source, [answer_span(own), answer_span(other)])
+    if cut is None:
+        return None, None
+    shift = own["answer_start"] - cut["answer_start"]
+    moved = {**other, "context": cut["context"], "answer_start": other["answer_start"] - shift}
+    return qa_example(tokenizer, cut, max_source), qa_example(tokenizer, moved, max_source)
+
+
 def _different(a: str, b: str) -> bool:
     x, y = metrics.normalize_answer(a), metrics.normalize_answer(b)
     return bool(x) and bool(y) and x not in y and y not in x
@@ -150,8 +183,9 @@ def _different(a: str, b: str) -> bool:
 
 def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
     """The SciTLDR-A abstracts and (with QA) the SQuAD questions of the training articles,
-    shuffled. The questions are those whose passage has another answer (``shuffled_answers``) and
-    whose own and other answer both fit the input, for both models, so that the exposure control
+    shuffled, each question's passage cut to the window that holds its answer and the other answer
+    ``shuffled_answers`` gives it. The questions are those whose passage has another answer and
+    whose two answers fit one window, for both models, so that the exposure control
     (``qa_answers="shuffled"``) sees the same inputs, each question's answer another question's of
     the same passage."""
     rng = random.Random(config.seed)
@@ -164,10 +198,9 @@ def training_examples(config: ReaderSumConfig, tokenizer) -> list[dict]:
         both = shuffled_answers(squad_parts(config)[0], config.seed)
         rng.shuffle(both)
         shuffled = config.qa_answers == "shuffled"
-        # a question is used only where both its answers fit the input, so both models see it
+        # each question cut to the window that holds both its answers, so that both models see it
         made = (None if None in made else made[shuffled] for made in
-                ((qa_example(tokenizer, own, config.max_source), qa_example(tokenizer, other, config.max_source))
-                 for own, other in both))
+                (_window_pair(tokenizer, own, other, config.max_source) for own, other in both))
         examples += multihead.first_made(made, config.qa_examples)
     rng.shuffle(examples)
     return examples
