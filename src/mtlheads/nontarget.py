@@ -325,8 +325,7 @@ def windowed_pairs(pairs: list[dict], tokenizer, max_source: int) -> list[dict]:
                                  [readersum.answer_span(first), readersum.answer_span(second)])
         if cut is None:
             continue
-        shift = longer["answer_start"] - cut["answer_start"]
-        questions = [{**q, "context": cut["context"], "answer_start": q["answer_start"] - shift} for q in (first, second)]
+        questions = [readersum.moved_into(q, longer, cut) for q in (first, second)]
         out.append({**p, "context": cut["context"], "questions": questions})
     return out
 

@@ -121,6 +121,13 @@ def windowed(question: dict, tokenizer, max_source: int, spans: list[tuple[int, 
     return {**question, "context": question["context"][start:end], "answer_start": question["answer_start"] - start}
 
 
+def moved_into(question: dict, windowed_from: dict, window: dict) -> dict:
+    """``question`` (of the same passage) moved into the window that ``windowed`` cut from
+    ``windowed_from`` as ``window``: the window's context, its answer offset shifted alike."""
+    shift = windowed_from["answer_start"] - window["answer_start"]
+    return {**question, "context": window["context"], "answer_start": question["answer_start"] - shift}
+
+
 def window_questions(questions: list[dict], tokenizer, max_source: int) -> list[dict]:
     """``windowed`` of each question around its answer, those that fit, in order."""
     return [w for w in (windowed(q, tokenizer, max_source) for q in questions) if w is not None]
@@ -171,9 +178,7 @@ def _window_pair(tokenizer, own: dict, other: dict, max_source: int) -> tuple[di
     cut = windowed(own, tokenizer, max_source, [answer_span(own), answer_span(other)])
     if cut is None:
         return None, None
-    shift = own["answer_start"] - cut["answer_start"]
-    moved = {**other, "context": cut["context"], "answer_start": other["answer_start"] - shift}
-    return qa_example(tokenizer, cut, max_source), qa_example(tokenizer, moved, max_source)
+    return qa_example(tokenizer, cut, max_source), qa_example(tokenizer, moved_into(other, own, cut), max_source)
 
 
 def _different(a: str, b: str) -> bool:
