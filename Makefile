@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PROFILE ?= default
 STAMP := $(VENV)/.installed
 
-.PHONY: install data book book-html test bench lr-sweep clean
+.PHONY: install data book book-html test browser browser-test bench lr-sweep clean
 
 ## install: create the virtual environment and install the pinned requirements and mtlheads
 install: $(STAMP)
@@ -32,6 +32,17 @@ book-html:
 ## test: unit tests and the notebook tests (every chapter at the smoke profile)
 test: data
 	$(PY) -m pytest -q
+
+## browser: Debian's Chromium for the browser test (apt, as root or through sudo; once)
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium >/dev/null; }
+	@$(CHROMIUM) --version
+
+## browser-test: every page of _build/html in headless Chromium, offline (after `make book`); screenshots in _build/screenshots
+browser-test: $(STAMP) browser
+	MTLHEADS_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -m browser tests/browser
 
 ## bench: speed benchmarks, printed as ratios against baselines run in the same process
 bench: data

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mtlheads.bookrun import ROOT, chapter_notebooks, execute_chapter, read_glue, toc_files
+from mtlheads.bookrun import CLAIM_PREFIX, ROOT, chapter_notebooks, execute_chapter, page_notebooks, read_glue, toc_files
 from mtlheads import verdicts
 from mtlheads.registry import MTL, MTL_JOINT, MTL_STL_UPDATES
 from mtlheads.tasks import TASKS
@@ -156,6 +156,25 @@ RANGES = {
         **{f"ch6_flip_{k}_{c}": (0.0, 100.0) for k in ("order", "another")
            for c in ("spans_moved", "answer_moved", "together")},
     },
+    "08_reader": {
+        "ch8_seeds": (2, 2),
+        "ch8_squad_questions": (10570, 10570),  # SQuAD v1.1 dev
+        "ch8_pairs": (300, 700),
+        "ch8_items": (12, 12),  # smoke: reader_pairs
+        "ch8_shown": (12, 12),
+        "ch8_span_examples": (24, 24),
+        "ch8_yesno_examples": (24, 24),
+        "ch8_steps": (6, 6),  # 48 examples, batches of 8, one epoch
+        "ch8_preconditions": (3, 3),
+        "ch8_preconditions_met": (0, 3),
+        "ch8_distractor_other_answer": (20.0, 80.0),
+        **{f"ch8_{k}": (0.0, 100.0) for k in ("accuracy", "said_yes", "control_accuracy", "span_f1", "span_em",
+                                               "control_span_f1", "multi_evidence", "control_evidence",
+                                               "random_evidence", "overlap_evidence", "multi_answer", "control_answer",
+                                               "multi_follows", "multi_stays", "control_follows", "control_stays")},
+        **{f"ch8_{k}": (-100.0, 100.0) for k in ("vs_random", "vs_overlap", "vs_control", "answer_vs_control",
+                                                  "yes_vs_control", "no_vs_control")},
+    },
     "07_query_summaries": {
         "ch7_seeds": (2, 2),
         "ch7_qa_examples": (24, 24),
@@ -197,7 +216,8 @@ WORDS = {**{f"ch2_{k}_verdict": set(verdicts.WORDS) for k in ("joint", "sampled"
          "ch5_largest_drop_task": {"POS", "NER", "DEP", "CON", "SRL"},
          **{f"ch7_{v}_verdict": set(verdicts.WORDS) for v in ("focus", "recall")},
          "ch7_sensitivity_word": {"less", "more"},
-         **{f"ch6_{v}_verdict": set(verdicts.WORDS) for v in ("chance", "control", "gsm")}}
+         **{f"ch6_{v}_verdict": set(verdicts.WORDS) for v in ("chance", "control", "gsm")},
+         **{f"ch8_{v}_verdict": set(verdicts.WORDS) for v in ("random", "control", "overlap")}}
 
 
 def test_toc_names_only_existing_files():
@@ -226,6 +246,16 @@ def test_the_parameters_and_setup_cells_are_folded_in_the_rendered_page():
 
 
 @pytest.mark.parametrize("notebook", chapter_notebooks(), ids=lambda p: p.stem)
+def test_every_figure_carries_alt_text(notebook):
+    """A cell that draws a figure says what it shows (myst-nb's ``mystnb.image.alt``: the image's alt text)."""
+    for cell in json.loads(notebook.read_text())["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and re.search(r"^fig(, axes)? = ", source, re.M):
+            alt = cell["metadata"].get("mystnb", {}).get("image", {}).get("alt", "")
+            assert len(alt) > 20, f"{notebook.stem}: a figure without alt text: {source[:80]!r}"
+
+
+@pytest.mark.parametrize("notebook", chapter_notebooks(), ids=lambda p: p.stem)
 def test_chapters_follow_claim_setup_result_deviation_summary(notebook):
     """The book's chapter shape, in order, and a Summary that quotes glued results (a verdict,
     where the chapter tests a claim) rather than numbers typed by hand."""
@@ -241,10 +271,16 @@ def test_chapters_follow_claim_setup_result_deviation_summary(notebook):
         assert any("verdict" in name for name in cited), cited
 
 
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """The folder the chapters are executed into at smoke (the book pages read them there)."""
+    return tmp_path_factory.mktemp("smoke_book")
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", chapter_notebooks(), ids=lambda p: p.stem)
-def test_chapter_runs_at_smoke_and_glues_sane_values(notebook, tmp_path):
-    output = tmp_path / notebook.name
+def test_chapter_runs_at_smoke_and_glues_sane_values(notebook, smoke_book):
+    output = smoke_book / notebook.name
     execute_chapter(notebook, output, "smoke")
     glued = read_glue(output)
     prose = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]
@@ -268,6 +304,46 @@ def test_chapter_runs_at_smoke_and_glues_sane_values(notebook, tmp_path):
     cells = json.loads(output.read_text())["cells"]
     injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and all("remove-cell" in c["metadata"]["tags"] for c in injected)
+    claims = {name: value for name, value in glued.items() if name.startswith(CLAIM_PREFIX)}
+    assert bool(claims) == (notebook.stem != "01_corpus"), "every chapter but the first glues its tested claims"
+    for name, claim in claims.items():  # what the results page shows
+        assert claim["word"] in verdicts.WORDS and claim["claim"] and claim["unit"], name
+        assert (claim["word"] == verdicts.UNTESTABLE) == bool(claim["not_met"]), name
+        if claim["low"] is not None:
+            assert claim["low"] <= claim["estimate"] <= claim["high"], name
+
+
+PAGE_CHECKS = {
+    # the explorer: the pretrained encoder, five STL models, MTL-5 joint, chapters 6, 7 and 8's two models each
+    "explorer": {"explorer_models": (13, 13), "explorer_probed": (7, 7), "explorer_sentences": (3, 3),
+                 "explorer_kb": (20, 2000)},
+    "results": {"results_chapters": (7, 7), "results_claims": (20, 40)},
+}
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("page", page_notebooks(), ids=lambda p: p.stem)
+def test_book_pages_run_at_smoke_on_the_executed_chapters(page, smoke_book):
+    for notebook in chapter_notebooks():  # those the chapter tests did not run (a page tested alone)
+        if not (smoke_book / notebook.name).is_file():
+            execute_chapter(notebook, smoke_book / notebook.name, "smoke")
+    output = smoke_book / page.name
+    execute_chapter(page, output, "smoke", {"executed": str(smoke_book)})
+    glued = read_glue(output)
+    prose = "\n".join("".join(c["source"]) for c in json.loads(page.read_text())["cells"] if c["cell_type"] == "markdown")
+    cited = set(GLUE_ROLE.findall(prose))
+    assert cited and not cited - set(glued), sorted(cited - set(glued))
+    for name, (low, high) in PAGE_CHECKS[page.stem].items():
+        assert low <= glued[name] <= high, f"{name} = {glued[name]}, expected in [{low}, {high}]"
+    if page.stem == "results":
+        claims = {n[len(CLAIM_PREFIX):]: v for nb in chapter_notebooks()
+                  for n, v in read_glue(smoke_book / nb.name).items() if n.startswith(CLAIM_PREFIX)}
+        assert glued["results_claims"] == len(claims)
+        assert sum(glued[f"results_{w.split(' at ')[0].replace(' ', '_')}"] for w in verdicts.WORDS) == len(claims)
+        for key, claim in claims.items():  # each row is the chapter's own claim
+            assert glued[f"results_{key}_verdict"] == claim["word"], key
+        rows = (smoke_book / "results.csv").read_text().strip().splitlines()
+        assert len(rows) == len(claims) + 1
 
 
 @pytest.mark.notebook

@@ -242,7 +242,7 @@ def _verdict_row(task: str, diffs: list[float], preconditions: list) -> dict:
     """A table row of ``MTL - STL`` over seeds; the rule decides on its negation (the claim's support)."""
     v = verdicts.decide_over_seeds([-d for d in diffs], preconditions)
     return {"task": task, "MTL - STL": -v.estimate, "low": -v.high, "high": -v.low, "seeds": v.n,
-            "verdict": v.word, "not met": "; ".join(v.failed)}
+            "verdict": v.word, "not met": "; ".join(v.failed), "met": "; ".join(v.met)}
 
 
 SWEEP_RATES = (5e-5, 1e-4, 2e-4)  # encoder learning rates: the paper's, then two doublings
@@ -555,7 +555,7 @@ def gate_verdicts(paths: dict[tuple[str, int], GatePath], overlap: pd.DataFrame,
     for claim, (support, preconditions, measure) in claims.items():
         v = verdicts.decide_over_seeds(support, preconditions)
         rows.append({"claim": claim, "measure": measure, "estimate": v.estimate, "low": v.low, "high": v.high,
-                     "seeds": v.n, "verdict": v.word, "not met": "; ".join(v.failed)})
+                     "seeds": v.n, "verdict": v.word, "not met": "; ".join(v.failed), "met": "; ".join(v.met)})
     return pd.DataFrame(rows).set_index("claim")
 
 
@@ -832,7 +832,7 @@ def _claim_row(claim: str, task: str, per_seed: np.ndarray, per_resample: np.nda
     interval = verdicts.seed_and_sentence_interval(per_seed, per_resample)
     return {"claim": claim, "task": task, "support": v.estimate, "low": v.low, "high": v.high, "seeds": v.n,
             "seed sd": interval["sd"], "sentence se": interval["sentence se"], "verdict": v.word,
-            "not met": "; ".join(v.failed)}
+            "not met": "; ".join(v.failed), "met": "; ".join(v.met)}
 
 
 def _unique(preconditions: list) -> list:

@@ -52,13 +52,16 @@ KNOBS: dict[str, Knob] = {
     "rouge_documents": _COUNT,
     "qa_eval_questions": _COUNT,
     "numreason_span_eval": _COUNT,
+    "reader_span_eval": _COUNT,  # chapter 8: held-out SQuAD questions for the span head's EM/F1
+    "reader_pairs": _COUNT,  # chapter 8: held-out yes/no pairs read (null: all)
     "gsm8k_problems": _COUNT,
 }
 # A profile's sections: one per experiment, each key a field of the experiment's config class,
 # checked by the class's rules (its module's ``RULES``) and read as the knob ``<prefix><field>``
 # (``numreason: {lr: 5e-4}`` is ``numreason_lr``; ``stem_cell: {epochs: 2}`` is ``epochs``); a
 # field left out keeps the class's default.
-SECTIONS = {"stem_cell": ("train", ""), "numreason": ("numreason", "numreason_"), "readersum": ("readersum", "readersum_")}
+SECTIONS = {"stem_cell": ("train", ""), "numreason": ("numreason", "numreason_"), "readersum": ("readersum", "readersum_"),
+            "reader": ("reader", "reader_")}
 # Set for every run by the book (its encoder, seeds, device) or by a chapter (tasks, MTL mode, gates).
 _NOT_IN_SECTIONS = {"tasks", "encoder", "seed", "device", "bf16", "mtl_mode", "gate_lambda", "lr_gates"}
 
@@ -117,14 +120,15 @@ def read(profile: str) -> dict[str, Any]:
     return knobs
 
 
-def for_chapter(profile: str, **declared: Any) -> dict[str, Any]:
-    """``load`` for a chapter's first cell, ``declared`` being its parameters cell's knobs: a
-    parameter papermill injected that the chapter does not declare is an error listing the
-    valid ones (papermill itself only warns, and the chapter would run with the defaults)."""
-    undeclared = sorted(set(injected_parameters()) - set(declared) - {"profile"})
+def for_chapter(profile: str, page: tuple[str, ...] = (), **declared: Any) -> dict[str, Any]:
+    """``load`` for a chapter's first cell, ``declared`` being its parameters cell's knobs (and
+    ``page`` the names of a book page's parameters that are not knobs): a parameter papermill
+    injected that the chapter does not declare is an error listing the valid ones (papermill
+    itself only warns, and the chapter would run with the defaults)."""
+    undeclared = sorted(set(injected_parameters()) - set(declared) - set(page) - {"profile"})
     if undeclared:
         raise ValueError(f"unknown parameter(s) {undeclared} given to this chapter; its parameters are "
-                         f"{['profile', *declared]} (profiles: {', '.join(available())})")
+                         f"{['profile', *declared, *page]} (profiles: {', '.join(available())})")
     return load(profile, **declared)
 
 

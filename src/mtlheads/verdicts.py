@@ -43,6 +43,7 @@ class Verdict:
     high: float
     n: int
     failed: tuple[str, ...] = field(default=())
+    met: tuple[str, ...] = field(default=())  # the preconditions that hold
 
     @property
     def text(self) -> str:
@@ -74,12 +75,13 @@ def decide(estimate: float, low: float, high: float, n: int, preconditions: list
     if not (np.isnan(low) or np.isnan(high)) and low > high:
         raise ValueError(f"an interval needs low <= high, got {low!r} and {high!r}")
     failed = [p.name for p in preconditions if not p.met]
+    met = tuple(p.name for p in preconditions if p.met)
     if np.isnan(low) or np.isnan(high):
         failed.append(f"no interval from {n} value{'s' if n != 1 else ''}")
     if failed:
-        return Verdict(UNTESTABLE, estimate, low, high, n, tuple(failed))
+        return Verdict(UNTESTABLE, estimate, low, high, n, tuple(failed), met)
     word = HOLDS if low > 0 else DOES_NOT_HOLD if high < 0 else NOT_SHOWN
-    return Verdict(word, estimate, low, high, n)
+    return Verdict(word, estimate, low, high, n, met=met)
 
 
 def decide_over_seeds(support, preconditions: list[Precondition] = ()) -> Verdict:
