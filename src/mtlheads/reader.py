@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from mtlheads import devices, metrics, multihead, nontarget, readersum, verdicts
 from mtlheads.checks import Knob, check_fields
-from mtlheads.data import pairs, sources, squad, yesno
+from mtlheads.data import pairs, sources, yesno
 from mtlheads.heads import ClassificationHead, SpanQAHead
 from mtlheads.model import MultiTaskModel
 
@@ -96,8 +96,7 @@ def heads(encoder, config: ReaderConfig) -> tuple[dict[str, nn.Module], dict]:
 
 # Data -------------------------------------------------------------------------------------------
 
-def squad_parts(config: ReaderConfig) -> tuple[list[dict], list[dict]]:
-    return squad.split_by_article(squad.load(), config.eval_share)
+squad_parts = readersum.squad_parts  # (train, held-out) SQuAD questions: chapters 6-7's split by article
 
 
 def windowed_pair(pair: dict, tokenizer, max_source: int) -> dict | None:
@@ -184,10 +183,6 @@ def read(model: MultiTaskModel, inputs: list[tuple[str, str]], max_source: int, 
     return out
 
 
-def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
-
-
 def evidence_measures(item: dict, version: str, prediction: dict) -> dict:
     """What the span head's ``prediction`` on ``item``'s ``version`` question marks: ``evidence``
     (its span's middle in the evidence sentence), ``answer`` (its text the answer, SQuAD-normalised),
@@ -198,7 +193,7 @@ def evidence_measures(item: dict, version: str, prediction: dict) -> dict:
     named, unnamed = (item["answer_span"], item["distractor_span"])[::1 if version == yesno.YES else -1]
     return {"evidence": float(item["evidence"][0] <= middle < item["evidence"][1]),
             "answer": float(metrics.normalize_answer(prediction["text"]) == metrics.normalize_answer(item["answer"])),
-            "candidate": float(_overlaps((start, end), named)), "other_candidate": float(_overlaps((start, end), unnamed)),
+            "candidate": float(yesno.overlaps((start, end), named)), "other_candidate": float(yesno.overlaps((start, end), unnamed)),
             "correct": float((prediction["p_yes"] >= 0.5) == (version == yesno.YES))}
 
 

@@ -129,7 +129,8 @@ def candidates(context: str, template: str) -> list[Candidate]:
     return [c for c in out if is_name(c.text)]
 
 
-def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Whether two character spans share a character."""
     return a[0] < b[1] and b[0] < a[1]
 
 
@@ -163,7 +164,7 @@ def distractor(question: dict, template: str, rng: random.Random, others: list[d
 
     def fits(c: Candidate) -> bool:
         text = c.text.lower()
-        return (text not in answers and not _overlaps((c.start, c.end), gold_span) and text not in asked
+        return (text not in answers and not overlaps((c.start, c.end), gold_span) and text not in asked
                 and gold.lower() not in text and text not in gold.lower())
 
     kind = template.split()[0]
