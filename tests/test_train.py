@@ -335,3 +335,13 @@ def test_a_constant_schedule_holds_the_rate_after_the_warm_up_and_linear_decays_
     constant, linear = rates(False), rates(True)
     assert constant[:2] == [0.5, 1.0] and constant[2:] == [1.0] * 18
     assert linear[:2] == [0.5, 1.0] and linear[-1] == pytest.approx(1 / 18) and linear == sorted(linear[:2]) + sorted(linear[2:], reverse=True)
+
+
+def test_evaluation_scores_each_sentence_alone_whatever_the_batch(corpus):
+    from mtlheads.train import build_model, corpus_split, eval_batch_size, evaluate
+
+    train_set = corpus_split(corpus, "train", 32)
+    model = build_model(TrainConfig(tasks=("pos", "ner", "dep")), train_set, tiny_encoder(seed=0))
+    sentences = corpus_split(corpus, "dev", 40)
+    assert evaluate(model, sentences, batch_size=40) == evaluate(model, sentences, batch_size=3) == evaluate(model, sentences)
+    assert eval_batch_size(torch.device("cpu")) == 16 and eval_batch_size(torch.device("meta")) == 64
