@@ -157,3 +157,17 @@ def test_lr_sweep_chooses_the_rate_of_the_best_mean_rank_over_tasks(monkeypatch)
     assert table.loc[1e-4, "mean rank"] == pytest.approx((1 + 1 + 1 + 1 + 3) / 5)
     assert table["chosen"].tolist() == [False, True, False]  # 2e-4 has the best mean score, not rank
     assert table.loc[2e-4, "mean"] > table.loc[1e-4, "mean"]
+
+
+def test_floor_table_sets_stl_test_scores_against_their_floors_with_the_last_quarter_gain():
+    floors = experiments.STL_FLOORS
+    runs = [curve_run((t,), seed, {75: 60.0, 100: 60.0 + gain}, test={t: floors[t] + offset})
+            for seed, gain, offset in ((1, 0.2, 1.0), (2, 3.0, -3.0)) for t in TASKS]
+    runs.append(curve_run(TASKS, 1, {75: 60.0, 100: 60.0}, test=dict.fromkeys(TASKS, 99.0)))  # MTL: not counted
+    table = experiments.floor_table(runs)
+    assert list(table.index) == list(TASKS)
+    assert table.loc["pos", "STL"] == pytest.approx(floors["pos"] - 1.0) and table.loc["pos", "short by"] == pytest.approx(1.0)
+    assert not table["reached"].any() and (table["runs converged"] == 1).all() and (table["runs"] == 2).all()
+    assert table.loc["srl", "last-quarter gain"] == pytest.approx(1.6)
+    above = experiments.floor_table([curve_run(("ner",), 1, {75: 60.0, 100: 60.0}, test={"ner": floors["ner"] + 2.0})])
+    assert list(above.index) == ["ner"] and above.loc["ner", "reached"] and above.loc["ner", "short by"] == 0.0

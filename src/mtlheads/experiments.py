@@ -182,6 +182,29 @@ def convergence_table(results: list[RunResult]) -> pd.DataFrame:
                          for r in results])
 
 
+STL_FLOORS = {"pos": 93.0, "ner": 55.0, "dep": 72.0, "con": 78.0, "srl": 45.0}
+"""STL test scores (each task's metric; DEP: LAS over full labels) that the `default` scale aims
+near: what a short schedule can reach, far below converged scores."""
+
+
+def floor_table(results: list[RunResult], floors: dict[str, float] = STL_FLOORS) -> pd.DataFrame:
+    """Per task: STL's test score (mean over seeds) against its floor (``STL_FLOORS``), how far
+    short it falls, whether it is reached, how many STL runs converged, and their mean dev gain
+    over the last quarter of training (``convergence``): what more updates still buy."""
+    rows = []
+    for task in TASKS:
+        stl = [r for r in results if r.config.tasks == (task,)]
+        if not stl:
+            continue
+        score = float(np.mean([r.main_scores("test")[task] for r in stl]))
+        ends = [convergence(r) for r in stl]
+        rows.append({"task": task, "metric": TASK_CLASSES[task].metric, "STL": score, "floor": floors[task],
+                     "short by": max(0.0, floors[task] - score), "reached": score >= floors[task],
+                     "runs converged": sum(e["converged"] for e in ends), "runs": len(stl),
+                     "last-quarter gain": float(np.nanmean([e["gain"] for e in ends]))})
+    return pd.DataFrame(rows).set_index("task")
+
+
 def _by_task_and_seed(results: list[RunResult]) -> dict[tuple[str, str, int], RunResult]:
     return {(setting(r), task, r.config.seed): r for r in results for task in r.config.tasks}
 
