@@ -164,6 +164,8 @@ RANGES = {
         "ch8_shown": (12, 12),
         "ch8_span_examples": (24, 24),
         "ch8_yesno_examples": (24, 24),
+        "ch8_yesno_pairs_used": (12, 12),  # smoke: reader.yesno_examples, both questions of each
+        "ch8_pairs_train_fitting": (150, 500),  # the training pairs whose window fits 128 subwords
         "ch8_steps": (6, 6),  # 48 examples, batches of 8, one epoch
         "ch8_preconditions": (3, 3),
         "ch8_preconditions_met": (0, 3),

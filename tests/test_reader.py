@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtlheads import reader
+from mtlheads import cache, reader
 from mtlheads.data import yesno
 from mtlheads.encoder import tiny_encoder
 
@@ -120,3 +120,25 @@ def test_the_control_sees_the_same_inputs_with_permuted_labels():
     assert sorted(labels) == sorted(shuffled) and labels != shuffled
     with pytest.raises(ValueError, match="yesno_labels"):
         reader.ReaderConfig(yesno_labels="random")
+
+
+def test_two_workers_train_the_same_models_as_one_by_one_and_return_them_in_order(tmp_path, monkeypatch):
+    configs = [reader.ReaderConfig(span_examples=8, yesno_examples=4, batch_size=8, max_source=96, seed=seed,
+                                   device="cpu", **setting)
+               for seed, setting in ((1, {}), (1, {"yesno_labels": "shuffled"}), (2, {}))]
+    monkeypatch.setenv(cache.CACHE_DIR_VARIABLE, str(tmp_path / "parallel"))
+    threads = torch.get_num_threads()
+    parallel = reader.train_many(configs, workers=2)
+    assert len(list((tmp_path / "parallel").iterdir())) == 3  # every model stored by its worker
+    monkeypatch.setenv(cache.CACHE_DIR_VARIABLE, str(tmp_path / "serial"))
+    torch.set_num_threads(max(1, threads // 2))  # the workers' thread count
+    try:
+        serial = reader.train_many(configs, workers=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert [r.config for r in parallel] == configs
+    for p, s in zip(parallel, serial):
+        assert p.steps == s.steps == 2 and p.examples == s.examples == {"span": 8, "yesno": 8}
+        assert all(torch.equal(p.state_dict[k], s.state_dict[k]) for k in s.state_dict)
+    with pytest.raises(ValueError, match="workers must be at least 1, got 0"):
+        reader.train_many(configs, workers=0)

@@ -48,6 +48,11 @@ class Job:
 _WORKER: dict = {}
 
 
+def in_worker() -> bool:
+    """Whether this process is one of ``run_jobs``' workers (whose progress the parent's bar shows)."""
+    return "reports" in _WORKER
+
+
 def run_jobs(jobs: list[Job], corpus, workers: int = 1, desc: str = "jobs") -> list:
     """Every job's result, in order (None where ``keep`` is False). The jobs not cached run
     ``workers`` at a time in worker processes (one: in this process, in order), the one with

@@ -158,9 +158,10 @@ EXPERIMENT = multihead.Experiment("reader", ReaderConfig, heads, training_exampl
                                   lambda config: {"squad": sources.data_version("SQuAD")},
                                   ({"tasks": TASKS}, {"tasks": TASKS, "yesno_labels": "shuffled"}), __name__)
 # build(config, encoder=None), train(config, progress, encoder), train_cached(config, progress),
-# load(result), profile_configs(knobs): the two-head model and its exposure control (shuffled labels)
+# train_many(configs, workers), load(result), profile_configs(knobs):
+# the two-head model and its exposure control (shuffled labels)
 build, train, train_cached, load = EXPERIMENT.build, EXPERIMENT.train, EXPERIMENT.train_cached, EXPERIMENT.load
-profile_configs = EXPERIMENT.profile_configs
+profile_configs, train_many = EXPERIMENT.profile_configs, EXPERIMENT.train_many
 
 
 # Inference --------------------------------------------------------------------------------------

@@ -217,9 +217,10 @@ EXPERIMENT = multihead.Experiment("readersum", ReaderSumConfig, heads, training_
                                   lambda config: {"squad+scitldr": sources.data_version("SQuAD", "scitldr")},
                                   ({"tasks": TASKS}, {"tasks": TASKS, "qa_answers": "shuffled"}), __name__)
 # build(config, encoder=None), train(config, progress, encoder), train_cached(config, progress),
-# load(result), profile_configs(knobs): the multi-task model and its exposure control (shuffled answers)
+# train_many(configs, workers), load(result), profile_configs(knobs):
+# the multi-task model and its exposure control (shuffled answers)
 build, train, train_cached, load = EXPERIMENT.build, EXPERIMENT.train, EXPERIMENT.train_cached, EXPERIMENT.load
-profile_configs = EXPERIMENT.profile_configs
+profile_configs, train_many = EXPERIMENT.profile_configs, EXPERIMENT.train_many
 
 
 # Inference --------------------------------------------------------------------------------------
