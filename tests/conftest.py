@@ -59,3 +59,19 @@ def tiny():
     from mtlheads.encoder import tiny_encoder
 
     return tiny_encoder()
+
+
+def fit_batch(model, batch: dict, head: str, steps: int, lr: float) -> tuple[float, float]:
+    """Train ``model`` on one collated ``batch`` with Adam for ``steps`` steps of ``head``'s loss;
+    the loss before the first step and after the last (a test that a head can fit a batch)."""
+    import torch
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    first = None
+    for _ in range(steps):
+        loss = model.losses(batch)[head]
+        first = first if first is not None else float(loss.detach())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return first, float(loss.detach())

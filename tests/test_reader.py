@@ -9,6 +9,8 @@ from mtlheads import cache, reader
 from mtlheads.data import yesno
 from mtlheads.encoder import tiny_encoder
 
+from conftest import fit_batch
+
 PASSAGE = ("The Alpha Company was founded in 1850 by John Smith. In 1901 it moved to Boston, where "
            "Mary Jones became its first president. It closed in 1950.")
 
@@ -118,15 +120,8 @@ def test_the_yes_no_head_learns_to_tell_a_pairs_two_questions_apart():
     items = [reader.windowed_pair(p, tok, 64) for p in yesno.pairs(QUESTIONS, seed=0)[:2]]
     examples = [reader.yesno_example(tok, item, version, version, 64) for item in items for version in reader.VERSIONS]
     batch = model.collate(examples)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    first = None
-    for _ in range(100):
-        loss = model.losses(batch)["yesno"]
-        first = first if first is not None else float(loss.detach())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert float(loss.detach()) < 0.1 * first
+    first, last = fit_batch(model, batch, "yesno", steps=100, lr=1e-3)
+    assert last < 0.1 * first
     model.eval()
     read = reader.read(model, reader.questions_of(items), 64, progress=False)
     assert [r["p_yes"] > 0.5 for r in read] == [True, False, True, False]
