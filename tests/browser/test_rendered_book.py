@@ -43,6 +43,15 @@ def browser():
         chromium.close()
 
 
+REFRESH = re.compile(r'<meta\s+http-equiv="Refresh"\s+content="\d+;\s*url=([^"]+)"', re.IGNORECASE)
+
+
+def redirect_target(path: Path) -> Path | None:
+    """The page a meta-refresh page sends the reader to (Jupyter Book writes one as index.html), else None."""
+    found = REFRESH.search(path.read_text(encoding="utf-8", errors="replace"))
+    return (path.parent / found.group(1)).resolve() if found else None
+
+
 class Visit:
     """A page opened offline, with what it tried to fetch from the network and its errors."""
 
@@ -54,6 +63,11 @@ class Visit:
         self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
         self.page.goto(path.as_uri(), wait_until="load")
+        target = redirect_target(path)
+        if target is not None:  # Jupyter Book's index.html: wait until the refresh has landed, not race it
+            if not target.is_file():
+                raise AssertionError(f"{path.name} redirects to {target}, which is not in the rendered book")
+            self.page.wait_for_url(target.as_uri(), wait_until="load", timeout=20000)
 
     def _block(self, route):
         self.blocked.append(route.request.url)
