@@ -25,13 +25,17 @@ QUESTIONS = [question("Who founded the Alpha Company?", "John Smith", "a"),
              question("Who was the first president of the company?", "Mary Jones", "c"),
              question("Who founded the company and where?", "John Smith", "d"),  # "and": no template
              question("What did the company do?", "moved to Boston", "e"),  # no template
-             question("When did the company move?", "1901", "f")]  # "did": no template
+             question("When did the company move?", "1901", "f"),
+             question("When did the company move and why?", "1901", "g"),  # "and": no template
+             question("When did the company moved?", "1901", "h"),  # a past form after "did"
+             question("When did the company move after 1850?", "1901", "i")]  # names a year
 
 
 def test_templates_phrase_only_what_reads_naturally():
-    assert [yesno.template_of(q["question"]) for q in QUESTIONS] == ["who did", "when", "who was", None, None, None]
+    assert [yesno.template_of(q["question"]) for q in QUESTIONS] == ["who did", "when", "who was", None, None, "when", None, None, None]
     assert yesno.phrase("Who founded the Alpha Company?", "Ann Lee") == "Was it Ann Lee who founded the Alpha Company?"
     assert yesno.phrase("When was the Alpha Company founded?", "1901") == "Was the Alpha Company founded in 1901?"
+    assert yesno.phrase("When did the company move?", "1950") == "Did the company move in 1950?"
     assert yesno.phrase("Who was the first president of the company?", "Ann Lee") == \
         "Was Ann Lee the first president of the company?"
     with pytest.raises(ValueError, match="no template phrases 'What did the company do\\?'"):
@@ -40,7 +44,7 @@ def test_templates_phrase_only_what_reads_naturally():
 
 def test_pairs_hold_a_same_type_distractor_and_the_evidence_sentence():
     made = {p["id"]: p for p in yesno.pairs(QUESTIONS, seed=0)}
-    assert sorted(made) == ["a", "b", "c"]
+    assert sorted(made) == ["a", "b", "c", "f"]
     who, when, president = made["a"], made["b"], made["c"]
     assert who[yesno.YES] == "Was it John Smith who founded the Alpha Company?"
     # first choice: another who question's answer of the passage
@@ -48,6 +52,8 @@ def test_pairs_hold_a_same_type_distractor_and_the_evidence_sentence():
     assert who["distractor_source"] == "another question's answer"
     assert president[yesno.NO] == "Was John Smith the first president of the company?"
     assert when["distractor"] in {"1901", "1950"} and when[yesno.NO] == f"Was the Alpha Company founded in {when['distractor']}?"
+    # first choice for a when question: another when question's answer (1850, not the passage's 1950)
+    assert made["f"][yesno.NO] == "Did the company move in 1850?" and made["f"][yesno.YES] == "Did the company move in 1901?"
     for p in made.values():
         start, end = p["answer_span"]
         assert PASSAGE[start:end] == p["answer"]

@@ -9,7 +9,8 @@ answer's span. Three templates, each kept only where it reads naturally:
   verb a past-tense form; the answer and the distractor names);
 - ``who was``: "Who was the founder of CBS?" -> "Was William S. Paley the founder of CBS?";
 - ``when``: "When was the university founded?" / "In what year was ...?" -> "Was the university
-  founded in 1850?" (the answer and the distractor years).
+  founded in 1850?"; "When did the Normans conquer England?" -> "Did the Normans conquer England
+  in 1066?" (the answer and the distractor years).
 
 Questions the templates cannot phrase (another question word, "and", a passive "by" clause), and
 those whose passage offers no distractor of the answer's type, are dropped.
@@ -27,7 +28,7 @@ TEMPLATES = ("who did", "who was", "when")
 
 _WHO_DID = re.compile(r"^Who ([a-z]+) (.+)\?$")
 _WHO_WAS = re.compile(r"^Who (is|was|were|are) (the .+)\?$")
-_WHEN = re.compile(r"^(?:When|In what year|In which year|What year) (was|were) (.+)\?$")
+_WHEN = re.compile(r"^(?:When|In what year|In which year|What year) (was|were|did) (.+)\?$")
 _YEAR = re.compile(r"(?<![\d,.])(1[0-9]{3}|20[0-9]{2})(?![\d,])")
 # a name: capitalised words (an initial "F." or "Jr." too), joined by de/van/von/la/del; no possessive
 _WORD = r"(?:[A-Z][a-z][a-zA-Z-]*|[A-Z]\.|Jr\.|Sr\.|Dr\.|St\.)(?![\w'’])"
@@ -83,9 +84,13 @@ def is_past_verb(word: str) -> bool:
 
 
 def template_of(question: str) -> str | None:
-    """Which template can phrase ``question`` (None: none)."""
-    if (m := _WHEN.match(question)) and not _OTHER_WH.search(m.group(2)):
-        return "when"
+    """Which template can phrase ``question`` (None: none). A ``when`` question that names a year
+    already ("... prior to 2000 in 1946?") is dropped, and so is a "did" one with a past form after
+    "did" ("When did the museum started ...?": SQuAD's own slip, which the template would keep)."""
+    if (m := _WHEN.match(question)) and not _OTHER_WH.search(m.group(2)) and not _YEAR.search(m.group(2)):
+        if m.group(1) != "did" or not any(is_past_verb(w) for w in re.findall(r"[a-z]+", m.group(2))):
+            return "when"
+        return None
     if (m := _WHO_WAS.match(question)) and not _OTHER_WH.search(m.group(2)):
         return "who was"
     if (m := _WHO_DID.match(question)) and is_past_verb(m.group(1)) and not _OTHER_WH.search(m.group(2)):
