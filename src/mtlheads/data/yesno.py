@@ -87,10 +87,10 @@ def template_of(question: str) -> str | None:
     """Which template can phrase ``question`` (None: none). A ``when`` question that names a year
     already ("... prior to 2000 in 1946?") is dropped, and so is a "did" one with a past form after
     "did" ("When did the museum started ...?": SQuAD's own slip, which the template would keep)."""
-    if (m := _WHEN.match(question)) and not _OTHER_WH.search(m.group(2)) and not _YEAR.search(m.group(2)):
-        if m.group(1) != "did" or not any(is_past_verb(w) for w in re.findall(r"[a-z]+", m.group(2))):
-            return "when"
-        return None
+    if m := _WHEN.match(question):
+        verb, rest = m.groups()
+        past_after_did = verb == "did" and any(is_past_verb(w) for w in re.findall(r"[a-z]+", rest))
+        return None if _OTHER_WH.search(rest) or _YEAR.search(rest) or past_after_did else "when"
     if (m := _WHO_WAS.match(question)) and not _OTHER_WH.search(m.group(2)):
         return "who was"
     if (m := _WHO_DID.match(question)) and is_past_verb(m.group(1)) and not _OTHER_WH.search(m.group(2)):
