@@ -74,14 +74,16 @@ def test_summary_preconditions_catch_degenerate_summaries():
 def test_target_scores_read_each_head_on_its_own_task():
     from mtlheads import nontarget
 
-    def pred(span_answer="", spans=(), generated=None, kind="span"):
-        return {"span_answer": span_answer, "spans": list(spans), "generated": generated, "type": kind}
+    def pred(span_answer="", spans=(), generated=None, kind="span", silent=None):
+        return {"span_answer": span_answer, "spans": list(spans), "generated": generated, "type": kind,
+                "silent": not spans if silent is None else silent}
 
-    spans = [pred("Paris", ["Paris"]), pred()]
-    questions = [{"answers": ["Paris"]}, {"answers": ["1905"]}]
+    # The third answer is the one span decoding adds where the most probable tags mark none.
+    spans = [pred("Paris", ["Paris"]), pred(), pred("1905", ["1905"], silent=True), pred("in", ["in"], silent=True)]
+    questions = [{"answers": ["Paris"]}, {"answers": ["1905"]}, {"answers": ["1905"]}, {"answers": ["1905"]}]
     control = nontarget.target_scores("span only", 1, [pred(), pred()], [{"answer": "3"}] * 2, spans, questions,
                                       [pred()], [{"answer": "7"}])
-    assert control == {"model": "span only", "seed": 1, "exact_match": 50.0, "f1": 50.0, "SQuAD: no span (%)": 50.0}
+    assert control == {"model": "span only", "seed": 1, "exact_match": 50.0, "f1": 50.0, "SQuAD: no span (%)": 75.0}
     arithmetic = [pred(generated="3", kind="generation"), pred(generated="3.0", kind="span"), pred(generated="4")]
     multi = nontarget.target_scores("span + generation", 1, arithmetic, [{"answer": "3"}, {"answer": "3"},
                                                                          {"answer": "5"}],

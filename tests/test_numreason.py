@@ -54,6 +54,42 @@ def test_bio_decoding_reads_spans_and_never_tags_outside_the_mask():
     assert head.decode(states, mask) == [[(1, 2), (4, 5), (6, 6), (8, 8)]]
 
 
+def brute_force_best_single_span(logp, mask):
+    """The most probable tagging with exactly one span B I..., every other taggable token O, enumerated."""
+    best, where = float("-inf"), None
+    positions = [i for i in range(len(mask)) if mask[i]]
+    for s in positions:
+        for e in range(s, len(mask)):
+            if not all(mask[s:e + 1]):
+                break
+            tags = {i: O for i in positions} | {s: B} | {i: I for i in range(s + 1, e + 1)}
+            score = float(sum(logp[i, t] for i, t in tags.items()))
+            if score > best:
+                best, where = score, (s, e)
+    return where
+
+
+def test_at_least_one_decoding_adds_the_most_probable_span_only_where_argmax_tags_none():
+    head = BIOTaggingHead(3)
+    with torch.no_grad():
+        head.proj.weight.copy_(torch.eye(3))
+        head.proj.bias.zero_()
+    torch.manual_seed(0)
+    for trial in range(40):
+        # Tag scores whose argmax is O everywhere (O's logit the largest), and a mask with a gap.
+        logits = torch.randn(9, 3)
+        logits[:, O] = logits.max(-1).values + torch.rand(9) + 0.01
+        mask = torch.ones(9, dtype=torch.bool)
+        mask[[0, 5]] = False  # [CLS] and a [SEP]: no span may reach them
+        assert head.decode(logits[None], mask[None]) == [[]]
+        (span,) = head.decode(logits[None], mask[None], at_least_one=True)[0]
+        assert span == brute_force_best_single_span(logits.log_softmax(-1), mask.tolist())
+    tags = [O, B, I, O, O]  # argmax already tags a span: at_least_one changes nothing
+    states = torch.nn.functional.one_hot(torch.tensor([tags]), 3).float() * 10
+    mask = torch.ones(1, len(tags), dtype=torch.bool)
+    assert head.decode(states, mask, at_least_one=True) == head.decode(states, mask) == [[(1, 2)]]
+
+
 @pytest.fixture(scope="module")
 def examples():
     from mtlheads.encoder import tiny_encoder
@@ -115,6 +151,11 @@ def test_three_heads_give_every_output_and_the_type_head_routes_the_answer(examp
             scores = [n["score"] for n in p["numbers"]]  # the passage's numbers, most likely tagged first
             assert scores == sorted(scores, reverse=True) and all(0.0 <= x <= 1.0 for x in scores)
             assert len({n["value"] for n in p["numbers"]}) == len(p["numbers"])  # each value once
+    # At least one span: an answer everywhere; where the most probable tags mark spans, those spans.
+    forced = numreason.predict(model, items[:3], 128, progress=False, at_least_one=True)
+    assert all(f["spans"] and f["silent"] == p["silent"] for p, f in zip(out, forced))
+    assert all(f["spans"] == p["spans"] for p, f in zip(out, forced) if not p["silent"])
+    assert all(p["silent"] == (not p["spans"]) for p in out)
     control = numreason.build(numreason.NumReasonConfig(tasks=("span",)), tiny)
     assert set(control.losses(control.collate(spans))) == {"span"}
     control.eval()

@@ -391,12 +391,17 @@ class BIOTaggingHead(nn.Module):
         return self.loss(states[targets["rows"]], plans=targets["plans"])
 
     @torch.no_grad()
-    def decode(self, states: torch.Tensor, tag_mask: torch.Tensor) -> list[list[tuple[int, int]]]:
+    def decode(self, states: torch.Tensor, tag_mask: torch.Tensor,
+               at_least_one: bool = False) -> list[list[tuple[int, int]]]:
         """Inclusive (start, end) token spans per input, from the most probable tag of each
-        taggable token; an I after an O starts a span, as a B does."""
-        tags = self(states).argmax(-1).masked_fill(~tag_mask.bool(), self.O).tolist()
+        taggable token; an I after an O starts a span, as a B does. With ``at_least_one``, an
+        input whose most probable tagging has no span gets the most probable tagging that has one
+        (the training objective's own assumption: every input has an answer), ``best_span``."""
+        logp = self(states)
+        mask = tag_mask.bool()
+        tags = logp.argmax(-1).masked_fill(~mask, self.O).tolist()
         out = []
-        for row in tags:
+        for b, row in enumerate(tags):
             spans, start = [], None
             for i, tag in enumerate(row + [self.O]):
                 if start is not None and tag != self.I:
@@ -404,8 +409,30 @@ class BIOTaggingHead(nn.Module):
                     start = None
                 if tag == self.B or (tag == self.I and start is None):
                     start = i
+            if at_least_one and not spans and mask[b].any():
+                spans = [best_span(logp[b], mask[b])]
             out.append(spans)
         return out
+
+
+def best_span(logp: torch.Tensor, tag_mask: torch.Tensor) -> tuple[int, int]:
+    """The inclusive (start, end) of the one span B I... whose tagging, every other taggable token
+    O, is most probable, for ``logp`` (tokens, 3) whose most probable tags are all O: the span that
+    costs least against all O, log P(B at start) + sum log P(I after it) - sum log P(O over it),
+    within the taggable tokens ``tag_mask`` (tokens,). Where all O is the most probable tagging,
+    this is the most probable tagging with at least one span (another span could only cost more)."""
+    O, B, I = BIOTaggingHead.O, BIOTaggingHead.B, BIOTaggingHead.I
+    logp, n = logp.float(), logp.shape[0]
+    begin, inside = logp[:, B] - logp[:, O], logp[:, I] - logp[:, O]
+    # score[s, e] = begin[s] + sum(inside[s + 1 : e + 1]), from cumulative sums; a span must lie
+    # within the taggable tokens (no untaggable one between s and e, counted the same way).
+    summed = torch.cat([inside.new_zeros(1), inside.cumsum(0)])
+    untaggable = torch.cat([inside.new_zeros(1), (~tag_mask).float().cumsum(0)])
+    score = begin[:, None] + summed[None, 1:] - summed[1:, None]
+    valid = (untaggable[None, 1:] == untaggable[:-1, None]) & torch.ones(n, n, dtype=torch.bool,
+                                                                          device=logp.device).triu()
+    flat = int(score.masked_fill(~valid, float("-inf")).argmax())
+    return flat // n, flat % n
 
 
 class ClassificationHead(nn.Module):

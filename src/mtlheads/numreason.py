@@ -262,12 +262,14 @@ profile_configs, train_many = EXPERIMENT.profile_configs, EXPERIMENT.train_many
 
 @torch.no_grad()
 def predict(model: MultiTaskModel, items: list[dict], max_source: int, batch_size: int = 32, progress: bool = True,
-            desc: str = "predictions") -> list[dict]:
+            desc: str = "predictions", at_least_one: bool = False) -> list[dict]:
     """Every head's output for each ``{"question", "context"}`` item, in one encoder pass:
     ``spans`` (the span head's, each ``{"part": "question" | "context", "start", "end",
     "text"}``), ``numbers`` (the passage's numbers inside the input, most likely tagged first: each
     ``{"text", "value", "score"}``, the score the highest P(B or I) of its tokens; each value once,
-    at its best-scored mention), ``span_answer``
+    at its best-scored mention), ``silent`` (the most probable tags mark no span; with
+    ``at_least_one``, ``spans`` then holds the most probable single span: ``BIOTaggingHead.decode``
+    for questions that have an answer), ``span_answer``
     (the spans' texts joined), ``generated`` (the generative head's number,
     None without one), ``p_generation`` (the type head's probability of generation), ``type``
     (its choice) and ``answer``: the chosen head's output."""
@@ -279,7 +281,9 @@ def predict(model: MultiTaskModel, items: list[dict], max_source: int, batch_siz
                                  max_source)
         states = model.subword_states(enc.input_ids, enc.attention_mask)
         span_head = model.decoders["span"]
-        spans = span_head.decode(states, enc.mask(device=states.device))
+        tag_mask = enc.mask(device=states.device)
+        silent = [not row for row in span_head.decode(states, tag_mask)]
+        spans = span_head.decode(states, tag_mask, at_least_one=at_least_one)
         tagged = (1 - span_head(states)[..., BIOTaggingHead.O].exp()).tolist()  # P(B or I) per token
         generated, p_generation = [None] * len(chunk), [0.0] * len(chunk)
         if "generation" in model.decoders:
@@ -309,7 +313,7 @@ def predict(model: MultiTaskModel, items: list[dict], max_source: int, batch_siz
             numbers = list(best.values())
             chosen = TYPES[int(p_generation[r] > 0.5)]
             span_answer = " ".join(s["text"] for s in found)
-            out[i] = {"spans": found, "numbers": numbers, "span_answer": span_answer, "generated": generated[r],
-                      "p_generation": p_generation[r], "type": chosen,
+            out[i] = {"spans": found, "silent": silent[r], "numbers": numbers, "span_answer": span_answer,
+                      "generated": generated[r], "p_generation": p_generation[r], "type": chosen,
                       "answer": generated[r] if chosen == "generation" else span_answer}
     return out
