@@ -281,10 +281,10 @@ def predict(model: MultiTaskModel, items: list[dict], max_source: int, batch_siz
                                  max_source)
         states = model.subword_states(enc.input_ids, enc.attention_mask)
         span_head = model.decoders["span"]
-        tag_mask = enc.mask(device=states.device)
-        silent = [not row for row in span_head.decode(states, tag_mask)]
+        tag_mask, logp = enc.mask(device=states.device), span_head(states)
         spans = span_head.decode(states, tag_mask, at_least_one=at_least_one)
-        tagged = (1 - span_head(states)[..., BIOTaggingHead.O].exp()).tolist()  # P(B or I) per token
+        silent = ((logp.argmax(-1) == BIOTaggingHead.O) | ~tag_mask.bool()).all(-1).tolist()  # no tag marks a span
+        tagged = (1 - logp[..., BIOTaggingHead.O].exp()).tolist()  # P(B or I) per token
         generated, p_generation = [None] * len(chunk), [0.0] * len(chunk)
         if "generation" in model.decoders:
             generative = model.decoders["generation"]
