@@ -139,8 +139,9 @@ def training_examples(config: ReaderConfig, tokenizer) -> list[dict]:
     train_questions = squad_parts(config)[0]
     shuffled = list(train_questions)
     rng.shuffle(shuffled)
-    made = (span_example(tokenizer, q, config.max_source) for q in readersum.window_questions(shuffled, tokenizer,
-                                                                                                 config.max_source))
+    # Window (tokenise) only as many questions as are used: a lazy generator, stopped once enough are kept.
+    windows = (readersum.windowed(q, tokenizer, config.max_source) for q in shuffled)
+    made = (span_example(tokenizer, w, config.max_source) for w in windows if w is not None)
     examples = multihead.first_made(made, config.span_examples)
     items = yesno_items(train_questions, tokenizer, config.max_source, seed=config.seed)
     rng.shuffle(items)
