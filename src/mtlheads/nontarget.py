@@ -195,10 +195,10 @@ def target_scores(label: str, seed: int, arithmetic: list[dict], items: list[dic
                   span_questions: list[dict], gsm: list[dict], gsm_items: list[dict]) -> dict:
     """One chapter-6 model's target heads on their own tasks, what every non-target reading
     presupposes: the span head's SQuAD exact match and F1 and its share of questions whose most
-    probable tags mark no span (``spans``: its predictions on ``span_questions``, ``silent``); with a generative head, its exact
-    match on the arithmetic ``items`` and GSM8K, the type head's share routed right on both
-    kinds, and the most common generated answer with its share (a head that writes one number
-    for everything has not learnt to compute)."""
+    probable tags mark no span (``spans``: its predictions on ``span_questions``, ``silent``);
+    with a generative head, its exact match on the arithmetic ``items`` and GSM8K, the type
+    head's share routed right on both kinds, and the most common generated answer with its share
+    (a head that writes one number for everything has not learnt to compute)."""
     row = {"model": label, "seed": seed,
            **metrics.squad_scores([p["span_answer"] for p in spans], [q["answers"] for q in span_questions]),
            "SQuAD: no span (%)": 100 * np.mean([p["silent"] for p in spans])}
