@@ -82,7 +82,8 @@ RANGES = {
         "ch3_dev_sentences": (1, 2001),
     },
     "04_probes": {
-        "ch4_models": (1 + 2 * (len(TASKS) + 1),) * 2,  # pretrained; per seed of 2, an STL model per task, MTL-5
+        # pretrained; per seed of 2, an STL model per task, MTL-5 and the four pairs with POS
+        "ch4_models": (1 + 2 * (len(TASKS) + 1 + len(TASKS) - 1),) * 2,
         "ch4_heads": (72, 72),
         **{f"ch4_pre_{t}_accuracy": (0.0, 100.0) for t in TASKS},
         **{f"ch4_pre_{t}_layer": (0.0, 5.0) for t in TASKS},
@@ -129,6 +130,8 @@ RANGES = {
         "ch5_claim_change_rho": (-1.0, 1.0),
         "ch5_claim_change_p": (0.0, 1.0),
         "ch5_heads": (72, 72),
+        # smoke probes the four pairs with POS: four rows for POS, one for each partner task
+        "ch5_pairwise_rows": (8, 8),
     },
     "06_numeric_heads": {
         "ch6_seeds": (2, 2),
@@ -216,6 +219,7 @@ WORDS = {**{f"ch2_{k}_verdict": set(verdicts.WORDS) for k in ("joint", "sampled"
          "ch4_dep_positional_head": {"previous word", "next word", "itself", "[CLS]"},
          **{f"ch5_{v}_verdict": set(verdicts.WORDS) for v in ("stl", "mtl", "pos", "claim_change", "patch")},
          "ch5_largest_drop_task": {"POS", "NER", "DEP", "CON", "SRL"},
+         "ch5_pairwise_setting": {"pos"},
          **{f"ch7_{v}_verdict": set(verdicts.WORDS) for v in ("focus", "recall")},
          "ch7_sensitivity_word": {"less", "more"},
          **{f"ch6_{v}_verdict": set(verdicts.WORDS) for v in ("chance", "control", "gsm")},

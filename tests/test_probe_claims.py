@@ -133,3 +133,36 @@ def test_the_papers_tables_give_its_quoted_per_task_means_and_pos_rows():
         paper_values.probe_table("xyz")
     with pytest.raises(ValueError, match="top must be 1-10, got 11"):
         paper_values.mean_deltas(11)
+
+
+def test_pairwise_claims_test_each_pair_on_each_of_its_tasks_beside_the_papers_pair():
+    probed = made_models(STL, MTL)
+    assert experiments.pairwise_claims(probed, flat_runs(), FREE, resamples=300, top=10).empty
+    assert "no pair (`pairwise_mtl: none`" in experiments.pairwise_text(
+        experiments.pairwise_claims(probed, flat_runs(), FREE, resamples=300), "none")
+    for seed in (1, 2, 3):  # MTL POS+NER: POS's probe at 60 (STL 81-83), NER's at STL's
+        probed[RunKey.mtl(seed, ("pos", "ner"), mtl_mode="joint")] = {
+            (t, probes.main_variant(t)): made_probe(t, {"pos": 60.0, "ner": 80.0 + seed}.get(t, 50.0), seed=hash(t) % 100)
+            for t in TASKS}
+    claims = experiments.pairwise_claims(probed, flat_runs(), FREE, resamples=300, top=10).set_index(["task", "pair"])
+    assert list(claims.index) == [("pos", "MTL +NER"), ("ner", "MTL +POS")]
+    pos, ner = claims.loc[("pos", "MTL +NER")], claims.loc[("ner", "MTL +POS")]
+    assert pos["support"] == pytest.approx(22.0) and pos["verdict"] == verdicts.HOLDS
+    assert pos["ours: pair - STL"] == pytest.approx(-22.0) and pos[f"ours: {experiments.PROBED_MTL} - STL"] == pytest.approx(-27.0)
+    assert ner["support"] == pytest.approx(0.0) and ner["verdict"] == verdicts.NOT_SHOWN
+    assert pos["paper: pair - STL"] == pytest.approx(paper_values.mean_delta("pos", "MTL +NER"))
+    assert pos["paper: MTL-5 - STL"] == pytest.approx(paper_values.mean_deltas()["pos"])
+    text = experiments.pairwise_text(claims.reset_index(), "pos")
+    assert "POS beside NER -22.0 (" in text and "; holds; the paper " in text and "NER beside POS +0.0 (" in text
+    # STL NER still rising: NER's pair claim untestable, POS's not
+    runs = [r for r in flat_runs() if r.config.tasks != ("ner",)] + [
+        r for r in flat_runs(converged=False) if r.config.tasks == ("ner",)]
+    claims = experiments.pairwise_claims(probed, runs, FREE, resamples=300, top=10).set_index(["task", "pair"])
+    assert claims.loc[("ner", "MTL +POS"), "verdict"] == verdicts.UNTESTABLE
+    assert "STL NER converged (0 of 3 seeds)" in claims.loc[("ner", "MTL +POS"), "not met"]
+    assert claims.loc[("pos", "MTL +NER"), "verdict"] == verdicts.HOLDS
+    paper = paper_values.setting_deltas("pos")
+    assert list(paper.index) == ["MTL +NER", "MTL +DEP", "MTL +CON", "MTL +SRL", paper_values.PAPER_MTL]
+    assert paper[paper_values.PAPER_MTL] == paper_values.mean_deltas()["pos"] and (paper.iloc[:4] > paper.iloc[4]).all()
+    with pytest.raises(ValueError, match="no setting 'MTL \\+POS'; valid: MTL \\+NER, MTL \\+DEP"):
+        paper_values.mean_delta("pos", "MTL +POS")

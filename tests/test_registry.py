@@ -35,7 +35,7 @@ def test_bad_keys_name_what_is_valid():
 def test_one_table_holds_every_stem_cell_run_and_the_chapters_select_from_it(profile):
     from mtlheads import experiments, profiles
 
-    knobs = profiles.load(profile, pairwise_mtl=True)
+    knobs = profiles.load(profile, pairwise_mtl="all")
     runs = experiments.stem_cell_runs(knobs)
     assert all(RunKey.of(config) == key for key, config in runs.items())  # each config is its key's run
     gated = [c.base for c in experiments.gate_path_configs(knobs).values()]
@@ -60,3 +60,20 @@ def test_sampled_mtl_at_stl_updates_is_its_own_run_and_only_sampled_mtl_has_it()
     assert RunKey.stl("pos", 1) == RunKey(("pos",), 1, updates="stl")
     with pytest.raises(ValueError, match="'twice'.*'epochs', 'stl'"):
         RunKey.mtl(1, updates="twice")
+
+
+@pytest.mark.parametrize("which, pairs", [("none", set()), ("pos", {("pos", t) for t in TASKS[1:]}),
+                                          ("srl", {(t, "srl") for t in TASKS[:-1]}),
+                                          ("all", {(a, b) for i, a in enumerate(TASKS) for b in TASKS[i + 1:]})])
+def test_pairwise_mtl_picks_the_pairs_and_trains_them_as_the_probed_mtl_5(which, pairs):
+    from mtlheads import experiments, profiles
+
+    knobs = profiles.load("default", pairwise_mtl=which)
+    keys = experiments.pairwise_keys(knobs)
+    seeds = experiments.stl_mtl_seeds(knobs)
+    assert sorted(keys, key=repr) == sorted([RunKey.mtl(s, p, mtl_mode="joint") for s in seeds for p in pairs], key=repr)
+    runs, probed = experiments.stem_cell_runs(knobs), experiments.probe_models(knobs)
+    for key in keys:  # in the one run table, probed, and trained as MTL-5 joint is: one pass, both losses
+        assert key in runs and key in probed and runs[key].mtl_mode == experiments.probed_mtl(1).mtl_mode == "joint"
+    with pytest.raises(ValueError, match="pairwise_mtl = 'lemma' is not one of the choices; valid: one of 'none', 'all', 'pos'"):
+        profiles.load("default", pairwise_mtl="lemma")

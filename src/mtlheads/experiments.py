@@ -36,15 +36,12 @@ def stl_mtl_seeds(knobs: dict) -> list[int]:
 def stem_cell_runs(knobs: dict) -> dict[RunKey, TrainConfig]:
     """Every Stem Cell run a profile asks for, by key, at its scale (``run_knobs``): chapter 2's
     STL, MTL-5 and MTL-5 joint runs for each of its seeds; for each of the book's seeds the STL
-    and MTL-5 runs chapters 4-5 probe (chapter 2's own where the seeds agree) and, with
-    ``pairwise_mtl``, every task pair's; chapter 3's control-task STL runs (``control_keys``),
+    and MTL-5 runs chapters 4-5 probe (chapter 2's own where the seeds agree); the task pairs of
+    ``pairwise_mtl`` (``pairwise_keys``); chapter 3's control-task STL runs (``control_keys``),
     whose gated phases, like the other models', start from the trained run (``pruning``). The
     chapters select their runs from this one table."""
-    scale, seeds = run_knobs(knobs), knobs["seeds"]
-    keys = stl_mtl_keys(knobs)
-    if knobs.get("pairwise_mtl"):
-        keys += [RunKey.mtl(seed, (a, b)) for seed in seeds for i, a in enumerate(TASKS) for b in TASKS[i + 1:]]
-    keys += control_keys(knobs)
+    scale = run_knobs(knobs)
+    keys = stl_mtl_keys(knobs) + pairwise_keys(knobs) + control_keys(knobs)
 
     def config(key: RunKey) -> TrainConfig:
         return TrainConfig(**{**scale, "tasks": key.tasks, "encoder": knobs["encoder"], "seed": key.seed,
@@ -62,6 +59,16 @@ def stl_mtl_keys(knobs: dict) -> list[RunKey]:
         RunKey.mtl(seed, mtl_mode="joint"), RunKey.mtl(seed, updates="stl")] + ([RunKey.mtl(seed)] if knobs["paper_mtl"] else [])]
     keys += [key for seed in knobs["seeds"] for key in [RunKey.stl(t, seed) for t in TASKS] + [probed_mtl(seed)]]
     return list(dict.fromkeys(keys))
+
+
+def pairwise_keys(knobs: dict) -> list[RunKey]:
+    """The task-pair MTL runs ``pairwise_mtl`` asks for (``all``: every pair; a task's name: the
+    four pairs with it; ``none``), for each of chapter 2's seeds. A pair trains as the MTL-5 model
+    chapters 4-5 probe does (``probed_mtl``: joint, as many encoder updates as one STL run), so
+    that STL, a pair and MTL-5 differ in their tasks only."""
+    which = knobs.get("pairwise_mtl") or "none"
+    pairs = [(a, b) for i, a in enumerate(TASKS) for b in TASKS[i + 1:] if which == "all" or which in (a, b)]
+    return [RunKey.mtl(seed, pair, mtl_mode="joint") for seed in stl_mtl_seeds(knobs) for pair in pairs]
 
 
 def stl_mtl_configs(knobs: dict) -> list[TrainConfig]:
@@ -596,7 +603,7 @@ def probed_mtl(seed: int) -> RunKey:
 def probe_models(knobs: dict) -> dict[RunKey, TrainConfig | None]:
     """The encoders to probe, by key: the pretrained encoder (``None``), chapter 2's STL model per
     task and MTL-5 joint (``probed_mtl``) for each of chapter 2's seeds (``stl_mtl_seeds``), and
-    with ``pairwise_mtl`` every task pair's MTL model (the book's ``seeds``)."""
+    the task-pair MTL models of ``pairwise_mtl`` (``pairwise_keys``)."""
     runs = stem_cell_runs(knobs)
     seeds = set(stl_mtl_seeds(knobs)) | set(knobs["seeds"])
     chosen = [key for key in runs if key.gate_lambda is None and key.seed in seeds
@@ -848,6 +855,58 @@ def probe_claims(probed: dict[RunKey, dict], results: list[RunResult], baselines
     rows.append(_claim_row("MTL-5 pulls POS back most", "pos", most_seed, most_resampled,
                            [c for t in TASKS for c in conditions[t]]))
     return pd.DataFrame(rows)
+
+
+def pairwise_claims(probed: dict[RunKey, dict], results: list[RunResult], baselines: pd.DataFrame,
+                    min_count: int = 1, top: int | None = None, resamples: int = BOOTSTRAP_RESAMPLES,
+                    seed: int = 0) -> pd.DataFrame:
+    """For each task and each pairwise MTL model of it among ``probed`` (``RunKey.role``
+    ``MTL +X``): the claim "MTL +X pulls the task's heads back below STL" (support: STL - MTL +X,
+    as ``probe_claims``' "MTL-5 below STL", with its preconditions), our MTL +X - STL and MTL-5 -
+    STL beside the paper's (``paper_values``, over the ``top`` most frequent labels; NaN beyond
+    the ten it gives). No rows where no pair was probed."""
+    from mtlheads import paper_values
+
+    weights = probes.bootstrap_weights(resamples, seed)
+    in_paper = top is not None and 1 <= top <= 10  # the paper's tables hold its ten most frequent labels
+
+    def paper(task: str, setting: str) -> float:
+        return paper_values.mean_delta(task, setting, top) if in_paper else np.nan
+
+    rows = []
+    for t in TASKS:
+        roles = {key.role(t) for key in probed}
+        pairs = [f"MTL +{x.upper()}" for x in TASKS if f"MTL +{x.upper()}" in roles]
+        if not pairs:
+            continue
+        mtl5 = probe_gain(probed, t, PROBED_MTL, "STL", weights, min_count, top)[0].mean()  # MTL-5 - STL
+        conditions = [beats_free(baselines, t), stl_converged(results, t)]
+        for pair in pairs:
+            per_seed, per_resample = probe_gain(probed, t, pair, "STL", weights, min_count, top)
+            row = _claim_row(f"{pair} below STL", t, -per_seed, -per_resample, conditions)
+            rows.append({**row, "pair": pair, "ours: pair - STL": float(per_seed.mean()),
+                         f"ours: {PROBED_MTL} - STL": mtl5, "paper: pair - STL": paper(t, pair),
+                         "paper: MTL-5 - STL": paper(t, paper_values.PAPER_MTL)})
+    columns = ["claim", "task", "pair", "support", "low", "high", "seeds", "seed sd", "sentence se", "verdict",
+               "not met", "met", "ours: pair - STL", f"ours: {PROBED_MTL} - STL", "paper: pair - STL",
+               "paper: MTL-5 - STL"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def pairwise_text(table: pd.DataFrame, setting: str) -> str:
+    """The prose of chapter 5's pairwise result: per row of ``pairwise_claims``, the pair minus STL
+    with its interval, the verdict on "the pair pulls the heads back below STL" and the paper's
+    value; or that the profile's ``pairwise_mtl`` (``setting``) probes no pair."""
+    if table.empty:
+        return f"This profile probes no pair (`pairwise_mtl: {setting}`; see the deviations below)."
+    parts = []
+    for row in table.to_dict("records"):
+        paper = row["paper: pair - STL"]
+        pair, low, high = (0.0 - row[c] for c in ("support", "high", "low"))  # the support negated (never "-0.0")
+        parts.append(f"{row['task'].upper()} beside {row['pair'][len('MTL +'):]} {pair:+.1f} "
+                     f"({low:+.1f} to {high:+.1f}; {row['verdict']}"
+                     + (f"; the paper {paper:+.1f})" if np.isfinite(paper) else ")"))
+    return "Each pair minus STL, on the task's probe: " + ", ".join(parts) + "."
 
 
 def _claim_row(claim: str, task: str, per_seed: np.ndarray, per_resample: np.ndarray, preconditions: list) -> dict:

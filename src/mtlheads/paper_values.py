@@ -123,8 +123,25 @@ def probe_table(task: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("label")
 
 
-def mean_deltas(top: int = 10) -> pd.Series:
-    """Per task, the paper's mean over its ``top`` most frequent labels of MTL-5 - STL (points)."""
+def mean_delta(task: str, setting: str = PAPER_MTL, top: int = 10) -> float:
+    """The paper's mean over ``task``'s ``top`` most frequent labels of ``setting`` (``MTL-5``, or
+    a pairwise model, ``MTL +NER``) minus STL (points)."""
     if not 1 <= top <= 10:
         raise ValueError(f"the paper's tables are copied for the ten most frequent labels; top must be 1-10, got {top!r}")
-    return pd.Series({t: float((probe_table(t)[PAPER_MTL] - probe_table(t)["STL"]).head(top).mean()) for t in TASKS})
+    table = probe_table(task)
+    if setting not in table:
+        valid = [c for c in table if c not in (PRETRAINED, "STL") and not c.endswith(" sd")]
+        raise ValueError(f"the paper's {task} table has no setting {setting!r}; valid: {', '.join(valid)}")
+    return float((table[setting] - table["STL"]).head(top).mean())
+
+
+def setting_deltas(task: str, top: int = 10) -> pd.Series:
+    """``mean_delta`` of each of the paper's MTL settings for ``task``: its pairwise models
+    (``MTL +X``), then MTL-5."""
+    settings = [c for c in probe_table(task) if c.startswith("MTL +") and not c.endswith(" sd")] + [PAPER_MTL]
+    return pd.Series({s: mean_delta(task, s, top) for s in settings})
+
+
+def mean_deltas(top: int = 10) -> pd.Series:
+    """Per task, the paper's mean over its ``top`` most frequent labels of MTL-5 - STL (points)."""
+    return pd.Series({t: mean_delta(t, PAPER_MTL, top) for t in TASKS})

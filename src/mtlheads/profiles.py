@@ -46,7 +46,8 @@ KNOBS: dict[str, Knob] = {
     "probe_test_sentences": _COUNT,
     "probe_fit_sentences": _COUNT,
     "probe_min_count": Knob("int", low=0),
-    "pairwise_mtl": Knob("bool"),
+    # chapters 4-5 also probe task-pair MTL models: every pair ('all'), those of one task (its name), or none
+    "pairwise_mtl": Knob("str", choices=("none", "all", *TASKS)),
     "paper_mtl": Knob("bool"),  # chapter 2 also trains the paper's MTL-5 (sampled, equal epochs per task)
     "focus_contexts": _COUNT,
     "rouge_documents": _COUNT,
