@@ -860,9 +860,9 @@ def probe_claims(probed: dict[RunKey, dict], results: list[RunResult], baselines
 def pairwise_claims(probed: dict[RunKey, dict], results: list[RunResult], baselines: pd.DataFrame,
                     min_count: int = 1, top: int | None = None, resamples: int = BOOTSTRAP_RESAMPLES,
                     seed: int = 0) -> pd.DataFrame:
-    """For each task and each pairwise MTL model of it among ``probed`` (``RunKey.role``
-    ``MTL +X``): the claim "MTL +X pulls the task's heads back below STL" (support: STL - MTL +X,
-    as ``probe_claims``' "MTL-5 below STL", with its preconditions), our MTL +X - STL and MTL-5 -
+    """For each task and each pairwise MTL model of it among ``probed`` (``RunKey.role`` ``MTL +X``,
+    its ``partner`` X): the claim "MTL +X pulls the task's heads back below STL" (support: STL -
+    MTL +X, as ``probe_claims``' "MTL-5 below STL", with its preconditions), our MTL +X - STL and MTL-5 -
     STL beside the paper's (``paper_values``, over the ``top`` most frequent labels; NaN beyond
     the ten it gives). No rows where no pair was probed."""
     from mtlheads import paper_values
@@ -876,19 +876,19 @@ def pairwise_claims(probed: dict[RunKey, dict], results: list[RunResult], baseli
     rows = []
     for t in TASKS:
         roles = {key.role(t) for key in probed}
-        pairs = [f"MTL +{x.upper()}" for x in TASKS if f"MTL +{x.upper()}" in roles]
+        pairs = {x: role for x in TASKS if x != t and (role := RunKey.mtl(0, (t, x)).role(t)) in roles}
         if not pairs:
             continue
         mtl5 = probe_gain(probed, t, PROBED_MTL, "STL", weights, min_count, top)[0].mean()  # MTL-5 - STL
         conditions = [beats_free(baselines, t), stl_converged(results, t)]
-        for pair in pairs:
+        for partner, pair in pairs.items():
             per_seed, per_resample = probe_gain(probed, t, pair, "STL", weights, min_count, top)
             row = _claim_row(f"{pair} below STL", t, -per_seed, -per_resample, conditions)
-            rows.append({**row, "pair": pair, "ours: pair - STL": float(per_seed.mean()),
+            rows.append({**row, "pair": pair, "partner": partner, "ours: pair - STL": float(per_seed.mean()),
                          f"ours: {PROBED_MTL} - STL": mtl5, "paper: pair - STL": paper(t, pair),
                          "paper: MTL-5 - STL": paper(t, paper_values.PAPER_MTL)})
-    columns = ["claim", "task", "pair", "support", "low", "high", "seeds", "seed sd", "sentence se", "verdict",
-               "not met", "met", "ours: pair - STL", f"ours: {PROBED_MTL} - STL", "paper: pair - STL",
+    columns = ["claim", "task", "pair", "partner", "support", "low", "high", "seeds", "seed sd", "sentence se",
+               "verdict", "not met", "met", "ours: pair - STL", f"ours: {PROBED_MTL} - STL", "paper: pair - STL",
                "paper: MTL-5 - STL"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -903,7 +903,7 @@ def pairwise_text(table: pd.DataFrame, setting: str) -> str:
     for row in table.to_dict("records"):
         paper = row["paper: pair - STL"]
         pair, low, high = (0.0 - row[c] for c in ("support", "high", "low"))  # the support negated (never "-0.0")
-        parts.append(f"{row['task'].upper()} beside {row['pair'][len('MTL +'):]} {pair:+.1f} "
+        parts.append(f"{row['task'].upper()} beside {row['partner'].upper()} {pair:+.1f} "
                      f"({low:+.1f} to {high:+.1f}; {row['verdict']}"
                      + (f"; the paper {paper:+.1f})" if np.isfinite(paper) else ")"))
     return "Each pair minus STL, on the task's probe: " + ", ".join(parts) + "."
